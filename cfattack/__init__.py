@@ -1,0 +1,59 @@
+"""cfattack: counterfactual explanations of image classifiers through a StyleGAN3 latent space.
+
+An image is inverted into the generator's W space, the latent is pushed by gradient ascent
+toward a target class (the Counterfactual Attack), and the change is explained by ranked
+image descriptors. This release holds the foundation: the StyleGAN3 generator, its ops,
+a safe loader for official network pickles, image I/O and the ``cfattack`` command line.
+
+Importing ``cfattack`` is cheap: the names below are loaded on first use, so neither torch
+nor any network code is imported until it is needed.
+
+Example::
+
+    from cfattack import load_generator
+    G = load_generator("stylegan3-t-afhqv2-512x512.pkl")   # never executes pickled code
+    ws = G.mapping(z, None, truncation_psi=0.7)             # z: [N, G.z_dim]
+    img = G.synthesis(ws)                                    # [N, C, H, W] in [-1, 1]
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# Public name -> module that defines it. Resolved by __getattr__ on first access.
+_LAZY_EXPORTS: dict[str, str] = {
+    "Generator": "cfattack.generator",
+    "load_generator": "cfattack.legacy",
+    "load_network_pkl": "cfattack.legacy",
+    "save_generator_checkpoint": "cfattack.legacy",
+    "load_image": "cfattack.images",
+    "save_image": "cfattack.images",
+    "CfattackError": "cfattack.errors",
+    "InvalidInputError": "cfattack.errors",
+    "NetworkLoadError": "cfattack.errors",
+    "UnsafePickleError": "cfattack.errors",
+}
+
+__all__ = ["__version__", *_LAZY_EXPORTS]
+
+if TYPE_CHECKING:  # static analysers and IDEs see the real names; runtime stays lazy
+    from cfattack.errors import CfattackError, InvalidInputError, NetworkLoadError, UnsafePickleError
+    from cfattack.generator import Generator
+    from cfattack.images import load_image, save_image
+    from cfattack.legacy import load_generator, load_network_pkl, save_generator_checkpoint
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY_EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'cfattack' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

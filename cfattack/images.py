@@ -1,0 +1,302 @@
+"""Image files in and out: the only module of cfattack that reads or writes them.
+
+Tensors use the generator's convention: float ``[C, H, W]`` with values in ``[-1, 1]``,
+``C`` = 1 (grey) or 3 (RGB). Pixel values map as in NVIDIA's ``gen_images.py``:
+``uint8 = clamp(floor(x * 127.5 + 128), 0, 255)`` on save and ``x = uint8 / 127.5 - 1`` on load,
+so a PNG read and written again comes back byte for byte.
+
+Example::
+
+    img = load_image("cat.png", channels=3, size=256)   # [3, 256, 256] in [-1, 1]
+    save_image(img, "out/cat_copy.png")                  # written atomically
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cfattack.errors import InvalidInputError
+
+__all__ = ["DEFAULT_MAX_PIXELS", "load_image", "save_image", "save_image_grid"]
+
+PathLike = Union[str, os.PathLike]
+
+DEFAULT_MAX_PIXELS = 8192 * 8192
+"""Largest image (width * height) `load_image` decodes; bigger ones are refused before decoding
+(a small compressed file can claim a huge size: a decompression bomb)."""
+
+# What Pillow's decoders raise on damaged data, besides UnidentifiedImageError.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing.
+
+
+def _to_uint8_hwc(image: torch.Tensor | np.ndarray, what: str) -> np.ndarray:
+    """[C, H, W] in [-1, 1] (C = 1 or 3) -> uint8 [H, W, C]."""
+    if isinstance(image, np.ndarray):
+        image = torch.from_numpy(image)
+    if not isinstance(image, torch.Tensor):
+        raise InvalidInputError(f"{what} must be a torch.Tensor or numpy array; got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[0] not in (1, 3) or image.shape[1] < 1 or image.shape[2] < 1:
+        raise InvalidInputError(
+            f"{what} must have shape [C, H, W] with C = 1 or 3 and H, W >= 1; got {list(image.shape)}"
+        )
+    image = image.detach().to("cpu", torch.float32)
+    if not bool(torch.isfinite(image).all()):
+        raise InvalidInputError(f"{what} contains NaN or infinite values; refusing to write it")
+    pixels = (image * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # floor, as gen_images.py
+    return pixels.permute(1, 2, 0).numpy()
+
+
+def _write_png_atomic(pixels_hwc: np.ndarray, path: PathLike) -> Path:
+    """Write uint8 [H, W, 1|3] as a PNG at ``path`` via a temporary file and ``os.replace``.
+
+    A reader never sees a half-written file, and a failure (full disk) leaves any old file intact.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise InvalidInputError(f"images are written as PNG; the path must end in .png, got {str(path)!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if pixels_hwc.shape[2] == 1:
+        pil = Image.fromarray(pixels_hwc[:, :, 0])  # 2-D uint8 -> "L"
+    else:
+        pil = Image.fromarray(pixels_hwc)  # [H, W, 3] uint8 -> "RGB"
+    # O_EXCL on a random name: never clobber another writer's temporary file. The mode 0o666
+    # goes through the umask, so the result has the permissions of a plainly created file.
+    tmp_name = str(path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pil.save(f, format="PNG")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException as e:
+        # Also on KeyboardInterrupt: never leave the temporary file behind.
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, tmp_name):
+            # Name the file the caller asked for, not our temporary one (e.g. "No space left on device").
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
+    return path
+
+
+def save_image(image: torch.Tensor | np.ndarray, path: PathLike) -> Path:
+    """Save one image as a PNG, atomically.
+
+    Args:
+        image: float [C, H, W] in [-1, 1], C = 1 (saved as mode "L") or 3 (mode "RGB"); any
+            device, gradients are ignored; values outside [-1, 1] are clipped.
+        path: destination ending in ``.png``; missing parent directories are created.
+
+    Returns:
+        The path written.
+
+    Raises:
+        InvalidInputError: wrong shape, NaN/inf values, or a path not ending in ``.png``.
+        OSError: the file system refused (permission, full disk); no partial file is left.
+    """
+    return _write_png_atomic(_to_uint8_hwc(image, "image"), path)
+
+
+def save_image_grid(
+    images: torch.Tensor | np.ndarray,
+    path: PathLike,
+    ncols: int | None = None,
+    padding: int = 0,
+    pad_value: float = -1.0,
+) -> Path:
+    """Save a batch of images tiled row by row into one PNG, atomically.
+
+    Args:
+        images: float [N, C, H, W] in [-1, 1], N >= 1, C = 1 or 3.
+        path: destination ending in ``.png``.
+        ncols: images per row; default ``ceil(sqrt(N))``.
+        padding: pixels between neighbouring images (and none around the border).
+        pad_value: value of the padding pixels, in [-1, 1] (-1 = black).
+
+    Returns:
+        The path written.
+
+    Example::
+
+        save_image_grid(G.synthesis(ws), "out/grid.png", ncols=8, padding=2)
+    """
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] < 1:
+        shape = list(images.shape) if hasattr(images, "shape") else type(images).__name__
+        raise InvalidInputError(f"images must be a tensor of shape [N, C, H, W] with N >= 1; got {shape}")
+    if padding < 0:
+        raise InvalidInputError(f"padding must be >= 0; got {padding}")
+    n, c, h, w = images.shape
+    ncols = math.ceil(math.sqrt(n)) if ncols is None else int(ncols)
+    if ncols < 1:
+        raise InvalidInputError(f"ncols must be >= 1; got {ncols}")
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    grid = torch.full(
+        (c, nrows * h + (nrows - 1) * padding, ncols * w + (ncols - 1) * padding),
+        float(pad_value),
+        dtype=torch.float32,
+    )
+    images = images.detach().to("cpu", torch.float32)
+    for i in range(n):
+        top, left = (i // ncols) * (h + padding), (i % ncols) * (w + padding)
+        grid[:, top : top + h, left : left + w] = images[i]
+    return _write_png_atomic(_to_uint8_hwc(grid, "images"), path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading.
+
+
+def _parse_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``size`` argument -> (height, width) or None."""
+    if size is None:
+        return None
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        size = (int(size), int(size))
+    try:
+        height, width = (int(v) for v in size)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"size must be an int or a (height, width) pair; got {size!r}") from None
+    if height < 1 or width < 1:
+        raise InvalidInputError(f"size must be positive; got {size!r}")
+    return height, width
+
+
+def _open_checked(path: Path, max_pixels: int) -> Image.Image:
+    """Open ``path`` with Pillow, turning every way it can fail into an InvalidInputError."""
+    if not path.exists():
+        raise InvalidInputError(f"image file not found: {path}")
+    if path.is_dir():
+        raise InvalidInputError(f"expected an image file but got a directory: {path}")
+    try:
+        nbytes = path.stat().st_size
+        if nbytes == 0:
+            raise InvalidInputError(f"image file is empty (0 bytes): {path}")
+        with warnings.catch_warnings():
+            # We enforce our own pixel limit below; Pillow's warning would only repeat it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            pil = Image.open(path)  # reads the header only
+    except Image.DecompressionBombError as e:
+        raise InvalidInputError(f"image is too large to decode safely ({e}): {path}") from None
+    except UnidentifiedImageError:
+        raise InvalidInputError(f"not a readable image (unknown or corrupt format): {path}") from None
+    except PermissionError:
+        raise InvalidInputError(f"cannot read image file (permission denied): {path}") from None
+    except InvalidInputError:
+        raise
+    except _DECODE_ERRORS as e:
+        raise InvalidInputError(f"cannot read image file {path}: {e}") from None
+    width, height = pil.size
+    if width < 1 or height < 1:
+        pil.close()
+        raise InvalidInputError(f"image has zero size ({width}x{height}): {path}")
+    if width * height > max_pixels:
+        pil.close()
+        raise InvalidInputError(
+            f"image is too large: {width}x{height} = {width * height} pixels exceeds the limit of "
+            f"{max_pixels} (a possible decompression bomb); resize it first: {path}"
+        )
+    return pil
+
+
+def _to_mode(pil: Image.Image, channels: int | None) -> Image.Image:
+    """Decoded image in mode "L" or "RGB". Transparency is composited over black."""
+    mode = pil.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit grey: Pillow's convert("L") clips instead of rescaling, so rescale ourselves.
+        values = np.asarray(pil, dtype=np.float64)
+        scale = 257.0 if mode.startswith("I;16") or values.max(initial=0) > 255 else 1.0
+        pil = Image.fromarray(np.clip(np.rint(values / scale), 0, 255).astype(np.uint8))
+    elif mode == "P" and "transparency" in pil.info:
+        pil = pil.convert("RGBA")
+    mode = pil.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = pil.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        pil = Image.alpha_composite(background, rgba).convert("RGB")
+        if mode in ("LA", "La"):
+            pil = pil.convert("L")
+    grey_source = pil.mode in ("1", "L", "F")
+    if channels is None:
+        channels = 1 if grey_source else 3
+    return pil.convert("L" if channels == 1 else "RGB")
+
+
+def _fit(pil: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Centre-crop to the aspect ratio of ``size`` (height, width), then resample (Lanczos)."""
+    height, width = size
+    if pil.size == (width, height):
+        return pil
+    return ImageOps.fit(pil, (width, height), method=Image.Resampling.LANCZOS, centering=(0.5, 0.5))
+
+
+def load_image(
+    path: PathLike,
+    channels: int | None = None,
+    size: int | tuple[int, int] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> torch.Tensor:
+    """Read an image file into a float tensor [C, H, W] in [-1, 1].
+
+    The EXIF orientation is applied; the first frame of an animation is used; transparent
+    pixels are composited over black; 16-bit grey is rescaled to 8 bits.
+
+    Args:
+        path: any format Pillow reads (PNG, JPEG, BMP, GIF, TIFF, WebP, ...).
+        channels: 1 (grey) or 3 (RGB) to convert to; None keeps grey images grey and makes
+            everything else RGB.
+        size: output size, an int for square or (height, width); None keeps the file's size.
+            An image of another aspect ratio is centre-cropped to it, then resampled (Lanczos).
+        max_pixels: refuse files whose width * height exceeds this, before decoding them.
+
+    Returns:
+        float32 tensor [C, H, W] on the CPU, values ``uint8 / 127.5 - 1``.
+
+    Raises:
+        InvalidInputError: the file is missing, unreadable, empty, not an image, corrupt or
+            truncated, too large, or an argument is invalid. The message names the file.
+
+    Example::
+
+        x = load_image("examples/shirt.png", channels=1, size=32)   # [1, 32, 32]
+    """
+    if channels not in (None, 1, 3):
+        raise InvalidInputError(f"channels must be 1, 3 or None; got {channels!r}")
+    target_size = _parse_size(size)
+    path = Path(path)
+    pil = _open_checked(path, max_pixels)
+    try:
+        with pil:
+            try:
+                pil.load()  # decode now, so corrupt or truncated data fails here, with the path
+                pil = ImageOps.exif_transpose(pil) or pil
+                pil = _to_mode(pil, channels)
+            except _DECODE_ERRORS as e:
+                raise InvalidInputError(f"corrupt or truncated image file {path}: {e}") from None
+            if target_size is not None:
+                pil = _fit(pil, target_size)
+            pixels = np.array(pil, dtype=np.uint8)
+    except Image.DecompressionBombError as e:  # some formats only learn their size while decoding
+        raise InvalidInputError(f"image is too large to decode safely ({e}): {path}") from None
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    tensor = torch.from_numpy(pixels).permute(2, 0, 1).to(torch.float32)
+    return tensor / 127.5 - 1.0
