@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 import warnings
 from pathlib import Path
 from typing import Union
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cfattack.atomic import atomic_write
 from cfattack.errors import InvalidInputError
 
 __all__ = ["DEFAULT_MAX_PIXELS", "load_image", "save_image", "save_image_grid"]
@@ -67,32 +67,11 @@ def _write_png_atomic(pixels_hwc: np.ndarray, path: PathLike) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise InvalidInputError(f"images are written as PNG; the path must end in .png, got {str(path)!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     if pixels_hwc.shape[2] == 1:
         pil = Image.fromarray(pixels_hwc[:, :, 0])  # 2-D uint8 -> "L"
     else:
         pil = Image.fromarray(pixels_hwc)  # [H, W, 3] uint8 -> "RGB"
-    # O_EXCL on a random name: never clobber another writer's temporary file. The mode 0o666
-    # goes through the umask, so the result has the permissions of a plainly created file.
-    tmp_name = str(path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pil.save(f, format="PNG")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException as e:
-        # Also on KeyboardInterrupt: never leave the temporary file behind.
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, tmp_name):
-            # Name the file the caller asked for, not our temporary one (e.g. "No space left on device").
-            raise OSError(e.errno, e.strerror, str(path)) from e
-        raise
-    return path
+    return atomic_write(path, lambda f: pil.save(f, format="PNG"))
 
 
 def save_image(image: torch.Tensor | np.ndarray, path: PathLike) -> Path:

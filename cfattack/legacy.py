@@ -30,7 +30,6 @@ import math
 import os
 import pickle
 import re
-import secrets
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -40,6 +39,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from cfattack.atomic import atomic_write
 from cfattack.errors import (
     CfattackError,
     InvalidInputError,
@@ -960,20 +960,6 @@ def _plain_copy(value: Any) -> Any:
     return value
 
 
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename durable on POSIX; directories cannot be opened this way elsewhere.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_generator_checkpoint(G: Generator, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
     """Write G to ``path`` atomically as a cfattack checkpoint (a ``torch.save`` zip).
 
@@ -1011,18 +997,7 @@ def save_generator_checkpoint(G: Generator, path: str | os.PathLike, *, extra: d
     path = Path(path)
     if not path.parent.is_dir():
         raise InvalidInputError(f"cannot write {path}: folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # An exception (not a hard crash) must not leave a stray temporary file behind.
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
+    atomic_write(path, lambda f: torch.save(payload, f), make_parents=False)
     return path
 
 

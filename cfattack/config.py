@@ -1,0 +1,112 @@
+"""Every pydantic config of cfattack: frozen, no unknown keys, each field described.
+
+A run writes its config as JSON next to its outputs, so any result can be traced back to
+the exact settings that produced it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["FrozenConfig", "GeneratorLayout", "GanTrainingConfig"]
+
+
+class FrozenConfig(BaseModel):
+    """Base: immutable, rejects unknown fields, validates defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class GeneratorLayout(FrozenConfig):
+    """Constructor arguments of a StyleGAN3 `Generator` (config T unless conv_kernel=1 + radial)."""
+
+    z_dim: int = Field(64, ge=1, description="Input latent (z) dimensionality.")
+    w_dim: int = Field(64, ge=1, description="Intermediate latent (w) dimensionality.")
+    mapping_layers: int = Field(2, ge=1, description="Number of dense layers in the mapping network.")
+    channel_base: int = Field(2048, ge=1, description="Overall multiplier for the number of channels.")
+    channel_max: int = Field(64, ge=1, description="Maximum number of channels in any layer.")
+    num_layers: int = Field(6, ge=2, description="Synthesis layers, excluding the Fourier input and ToRGB.")
+    num_critical: int = Field(2, ge=1, description="Critically sampled layers at the end.")
+    margin_size: int = Field(4, ge=0, description="Extra pixels computed outside the image.")
+    filter_size: int = Field(4, ge=1, description="Low-pass filter taps per (up/down)sampling factor.")
+    lrelu_upsampling: int = Field(1, ge=1, description="Relative sampling rate of the leaky ReLU (2 in the paper).")
+    conv_kernel: int = Field(3, ge=1, description="Convolution kernel size (1 for config R).")
+    use_radial_filters: bool = Field(False, description="Radially symmetric downsampling filters (config R).")
+    magnitude_ema_beta: float | None = Field(
+        None, gt=0, lt=1, description="Decay of the input-magnitude EMA; None = 0.5 ** (batch / 20000)."
+    )
+
+    @model_validator(mode="after")
+    def _critical_below_layers(self) -> "GeneratorLayout":
+        if self.num_critical >= self.num_layers:
+            raise ValueError("num_critical must be smaller than num_layers")
+        return self
+
+    def generator_kwargs(self, c_dim: int, img_resolution: int, img_channels: int, batch: int) -> dict[str, Any]:
+        """Keyword arguments for ``Generator(**kwargs)``."""
+        beta = self.magnitude_ema_beta if self.magnitude_ema_beta is not None else 0.5 ** (batch / 20000)
+        return dict(
+            z_dim=self.z_dim, c_dim=c_dim, w_dim=self.w_dim, img_resolution=img_resolution,
+            img_channels=img_channels, mapping_kwargs={"num_layers": self.mapping_layers},
+            channel_base=self.channel_base, channel_max=self.channel_max, num_layers=self.num_layers,
+            num_critical=self.num_critical, margin_size=self.margin_size, filter_size=self.filter_size,
+            lrelu_upsampling=self.lrelu_upsampling, conv_kernel=self.conv_kernel,
+            use_radial_filters=self.use_radial_filters, magnitude_ema_beta=beta,
+        )
+
+
+class GanTrainingConfig(FrozenConfig):
+    """Settings of `cfattack train gan` (StyleGAN3 generator vs residual discriminator)."""
+
+    data: str = Field("fashion-mnist", description="fashion-mnist, mnist-5k, or an image folder root/<class>/*.png.")
+    resolution: int = Field(32, ge=8, description="Training resolution (images are resized/padded to it).")
+    channels: int = Field(1, ge=1, le=3, description="Image channels (1 grey, 3 RGB).")
+    conditional: bool = Field(False, description="Condition G and D on the class label.")
+    generator: GeneratorLayout = Field(default_factory=GeneratorLayout, description="Generator layout.")
+    d_channel_base: int = Field(2048, ge=1, description="Discriminator channel multiplier.")
+    d_channel_max: int = Field(64, ge=1, description="Discriminator maximum channels.")
+    batch: int = Field(32, ge=2, description="Images per step.")
+    g_lr: float = Field(0.0025, gt=0, description="Generator Adam learning rate.")
+    d_lr: float = Field(0.002, gt=0, description="Discriminator Adam learning rate.")
+    r1_gamma: float = Field(0.05, ge=0, description="R1 penalty weight on real images.")
+    r1_interval: int = Field(16, ge=1, description="Lazy regularisation: apply R1 every this many steps (scaled up).")
+    ema_kimg: float = Field(10.0, ge=0, description="Half-life of the generator EMA, in thousands of images.")
+    ema_rampup: float | None = Field(0.05, description="EMA half-life ramp-up (fraction of images seen), None = off.")
+    augment_translate: float = Field(0.125, ge=0, le=0.5, description="Max random translation (fraction of size) applied to D's inputs.")
+    total_kimg: float = Field(200.0, gt=0, description="Stop after this many thousand real images.")
+    snapshot_kimg: float = Field(4.0, gt=0, description="Write a checkpoint and a sample grid every this many kimg.")
+    seed: int = Field(0, description="Seed of every random draw (init, data order, z, augmentation).")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (None = torch's default).")
+    device: str = Field("cpu", description="torch device for training.")
+
+
+class ClassifierTrainingConfig(FrozenConfig):
+    """Settings of `cfattack train classifier` (backbone + head trained on a labelled dataset)."""
+
+    data: str = Field("fashion-mnist", description="fashion-mnist, mnist-5k, or an image folder root/<class>/*.png.")
+    loss: str = Field("ce", min_length=1, description="Training loss by name (cfattack.training.classifier.LOSSES).")
+    head: Literal["linear", "offset_l2"] = Field("linear", description="Classification head on the embedding.")
+    embedding_dim: int = Field(128, ge=2, description="Size of the classifier's explicit embedding.")
+    width: int = Field(32, ge=1, description="Channels of the first conv stage (then 2x and 4x).")
+    dropout: float = Field(0.3, ge=0, lt=1, description="Dropout before the embedding projection.")
+    epochs: int = Field(15, ge=1, description="Passes over the training split.")
+    batch: int = Field(128, ge=2, description="Images per step (the last, smaller batch of an epoch is dropped).")
+    optimizer: Literal["adamw", "adam"] = Field("adamw", description="AdamW (decoupled weight decay) or Adam (L2 penalty).")
+    lr: float = Field(2e-3, gt=0, description="Peak learning rate.")
+    weight_decay: float = Field(0.05, ge=0, description="Weight decay (decoupled for adamw, L2 for adam).")
+    schedule: Literal["cosine", "step", "constant"] = Field("cosine", description="Learning-rate schedule after warm-up.")
+    warmup_steps: int = Field(200, ge=0, description="Steps of linear learning-rate warm-up from zero.")
+    step_epochs: int = Field(5, ge=1, description="Step schedule: multiply the rate by step_gamma every this many epochs.")
+    step_gamma: float = Field(0.1, gt=0, le=1, description="Step schedule: the decay factor.")
+    translate_px: int = Field(2, ge=0, le=8, description="Random translation of training images by up to this many pixels (no flips).")
+    max_train_images: int | None = Field(None, ge=2, description="Use only the first N training images (smoke tests).")
+    max_eval_images: int | None = Field(None, ge=1, description="Use only the first N val and test images (smoke tests).")
+    eval_batch: int = Field(500, ge=1, description="Images per forward pass when evaluating.")
+    seed: int = Field(0, description="Seed of every random draw (init, data order, augmentation, dropout).")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (None = torch's default).")
+    device: str = Field("cpu", description="torch device for training.")
+
+
+__all__ += ["ClassifierTrainingConfig"]
