@@ -6,11 +6,11 @@ the exact settings that produced it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["FrozenConfig", "GeneratorLayout", "GanTrainingConfig"]
+__all__ = ["FrozenConfig", "GeneratorLayout", "GanTrainingConfig", "EncoderTrainingConfig"]
 
 
 class FrozenConfig(BaseModel):
@@ -104,9 +104,37 @@ class ClassifierTrainingConfig(FrozenConfig):
     max_train_images: int | None = Field(None, ge=2, description="Use only the first N training images (smoke tests).")
     max_eval_images: int | None = Field(None, ge=1, description="Use only the first N val and test images (smoke tests).")
     eval_batch: int = Field(500, ge=1, description="Images per forward pass when evaluating.")
+    save_float16: bool = Field(True, description="Store the final classifier's weights as float16 (test scores use them as stored).")
     seed: int = Field(0, description="Seed of every random draw (init, data order, augmentation, dropout).")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None = torch's default).")
     device: str = Field("cpu", description="torch device for training.")
 
 
 __all__ += ["ClassifierTrainingConfig"]
+
+
+class EncoderTrainingConfig(FrozenConfig):
+    """Settings of `cfattack train encoder` (image -> ws for a fixed, trained generator)."""
+
+    generator: str = Field(..., description="Generator file (cfattack checkpoint or official pickle).")
+    data: str = Field("fashion-mnist", description="Real images: training (pixel loss) and evaluation.")
+    latent: Literal["w", "w+"] = Field("w+", description="Predict one w (W) or one per layer (W+).")
+    channels: int = Field(32, ge=4, description="Encoder width at full resolution (doubles per halving).")
+    channel_max: int = Field(128, ge=4, description="Encoder maximum width.")
+    batch: int = Field(32, ge=2, description="Images per step (synthetic + real).")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate (cosine-decayed to 5% over the run).")
+    real_fraction: float = Field(0.5, ge=0, le=1, description="Share of each batch taken from real training images.")
+    latent_weight: float = Field(1.0, ge=0, description="Weight of the latent loss on synthetic pairs (ws known).")
+    pixel_weight: float = Field(1.0, ge=0, description="Weight of the pixel MSE between G(E(x)) and x.")
+    feature_classifier: str | None = Field(
+        None, description="Optional classifier file; its embedding of G(E(x)) is pulled toward that of x."
+    )
+    feature_weight: float = Field(0.1, ge=0, description="Weight of the classifier-embedding loss.")
+    psi_min: float = Field(0.7, gt=0, le=1, description="Synthetic ws use truncation psi drawn from [psi_min, 1].")
+    style_mixing_prob: float = Field(0.5, ge=0, le=1, description="Chance a synthetic ws mixes two latents (W+ coverage).")
+    total_kimg: float = Field(100.0, gt=0, description="Stop after this many thousand images.")
+    snapshot_kimg: float = Field(4.0, gt=0, description="Checkpoint and evaluate every this many kimg.")
+    eval_images: int = Field(200, ge=1, description="Real validation images for PSNR/SSIM at each snapshot.")
+    seed: int = Field(0, description="Seed of every random draw.")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (None = torch's default).")
+    device: str = Field("cpu", description="torch device.")
