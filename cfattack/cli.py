@@ -29,6 +29,7 @@ from typing import Any, Callable
 import click
 
 from cfattack import __version__
+from cfattack.cli_train import train
 from cfattack.errors import CfattackError, InvalidInputError
 
 __all__ = ["cli", "main", "parse_seeds", "parse_vec2"]
@@ -412,6 +413,9 @@ def generate(
             img = G.synthesis(ws, noise_mode=noise_mode, force_fp32=True)
             path = save_image(img[0], outdir / f"seed{seed:04d}.png")
             click.echo(f"[{i + 1}/{len(seeds)}] {path}")
+
+
+cli.add_command(train)
 
 
 def main(argv: list[str] | None = None) -> int:
