@@ -35,11 +35,16 @@ _LAZY_EXPORTS: dict[str, str] = {
     "InvalidInputError": "cfattack.errors",
     "NetworkLoadError": "cfattack.errors",
     "UnsafePickleError": "cfattack.errors",
+    "Bundle": "cfattack.bundle",
+    "BundleError": "cfattack.bundle",
+    "BundleSpec": "cfattack.bundle",
+    "load_bundle": "cfattack.bundle",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real names; runtime stays lazy
+    from cfattack.bundle import Bundle, BundleError, BundleSpec, load_bundle
     from cfattack.errors import CfattackError, InvalidInputError, NetworkLoadError, UnsafePickleError
     from cfattack.generator import Generator
     from cfattack.images import load_image, save_image
