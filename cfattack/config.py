@@ -138,3 +138,58 @@ class EncoderTrainingConfig(FrozenConfig):
     seed: int = Field(0, description="Seed of every random draw.")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None = torch's default).")
     device: str = Field("cpu", description="torch device.")
+
+
+class AttackConfig(FrozenConfig):
+    """Settings of the counterfactual attack (`cfattack.attack.LatentAttack`).
+
+    The defaults are Goldwasser & Hooker's: Adam, lr 0.01, at most 500 steps, stop at the
+    first iterate whose target probability passes 0.5, no proximity term.
+    """
+
+    steps: int = Field(500, ge=1, le=100_000, description="Most update steps per item (iterates 0..steps are scored).")
+    lr: float = Field(0.01, gt=0, allow_inf_nan=False, description="Step size of the update rule.")
+    threshold: float = Field(
+        0.5, gt=0, lt=1, description="An item stops at the first iterate whose target probability exceeds this."
+    )
+    optimizer: Literal["adam", "sgd", "normalized"] = Field(
+        "adam", description="Update rule: Adam (the paper), plain gradient, or gradient scaled to length lr."
+    )
+    objective: Literal["probability", "log_probability", "margin"] = Field(
+        "probability",
+        description="Quantity raised: target probability (the paper), its log, or target logit minus the largest other.",
+    )
+    space: Literal["w", "w+", "pixel"] = Field(
+        "w+",
+        description=(
+            "What moves: one w per item shared by all ws entries (the paper's W), every ws entry (W+), "
+            "or the image pixels (the baseline that yields adversarial noise)."
+        ),
+    )
+    proximity_weight: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="Weight of the penalty mean((ws - ws0)^2) added to the loss."
+    )
+    num_frames: int = Field(8, ge=2, le=1000, description="Evenly spaced iterates kept along each path, start and end included.")
+    record_images: bool = Field(True, description="Decode the frames into images (else only their latents are kept).")
+    seed: int | None = Field(0, description="Seeds torch's generator during the run (random noise in decode); None = leave it.")
+
+
+__all__ += ["AttackConfig"]
+
+
+class InversionConfig(FrozenConfig):
+    """Settings of `Inverter`: encoder start, then optimisation of ws against the image."""
+
+    steps: int = Field(100, ge=0, le=100_000, description="Refinement steps after the encoder (0 = encoder only).")
+    lr: float = Field(0.02, gt=0, allow_inf_nan=False, description="Adam learning rate on ws.")
+    latent: Literal["w", "w+"] = Field("w+", description="Refine one w shared by all layers (W) or each entry (W+).")
+    pixel_weight: float = Field(1.0, ge=0, description="Weight of the pixel mean squared error.")
+    structure_weight: float = Field(0.1, ge=0, description="Weight of the structural term 1 - SSIM.")
+    proximity_weight: float = Field(
+        0.0, ge=0, description="Weight of mean((ws - ws_encoder)^2): keeps the refinement near the encoder's answer."
+    )
+    flag_psnr_below: float = Field(20.0, description="Flag a reconstruction whose PSNR (dB) is below this.")
+    flag_label_change: bool = Field(True, description="Flag a reconstruction the classifier labels differently.")
+
+
+__all__ += ["InversionConfig"]
