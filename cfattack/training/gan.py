@@ -28,6 +28,7 @@ from cfattack.config import GanTrainingConfig
 from cfattack.errors import InvalidInputError
 from cfattack.generator import Generator
 from cfattack.training.data import ImageDataset, load_dataset
+from cfattack.training.augment import random_translate
 from cfattack.training.discriminator import Discriminator
 
 __all__ = ["GanTrainingResult", "train_gan", "translate_images", "CHECKPOINT_NAME", "GENERATOR_NAME"]
@@ -54,21 +55,8 @@ class GanTrainingResult:
 
 
 def translate_images(x: torch.Tensor, max_fraction: float, rng: torch.Generator) -> torch.Tensor:
-    """Shift each image by a random whole number of pixels (up to ``max_fraction`` of its size).
-
-    Pixels shifted in from outside repeat the border. Differentiable with respect to ``x``.
-    """
-    if max_fraction <= 0:
-        return x
-    n, _, h, w = x.shape
-    max_shift = int(round(max_fraction * min(h, w)))
-    if max_shift == 0:
-        return x
-    shifts = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=rng, device="cpu").to(x.device)
-    rows = (torch.arange(h, device=x.device).view(1, h, 1) - shifts[:, 1].view(n, 1, 1)).clamp(0, h - 1)
-    cols = (torch.arange(w, device=x.device).view(1, 1, w) - shifts[:, 0].view(n, 1, 1)).clamp(0, w - 1)
-    flat = (rows * w + cols).view(n, 1, h * w).expand(-1, x.shape[1], -1)
-    return x.flatten(2).gather(2, flat).view_as(x)
+    """Shift each image by up to ``max_fraction`` of its size (whole pixels, border repeated)."""
+    return random_translate(x, int(round(max_fraction * min(x.shape[2:]))), rng)
 
 
 def _ema_beta(config: GanTrainingConfig, images_seen: int) -> float:

@@ -1,0 +1,196 @@
+"""Metrics: known answers for label metrics, the Fréchet distance and class coverage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from cfattack.classifiers import build_classifier
+from cfattack.errors import InvalidInputError
+from cfattack.metrics import (
+    accuracy,
+    class_coverage,
+    confusion_matrix,
+    embed_images,
+    frechet_distance,
+    macro_f1,
+    predict_probabilities,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread avoids oversubscription on small, shared CI machines."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# -- label metrics --------------------------------------------------------------------------------
+
+Y_TRUE = [0, 0, 0, 1, 1, 2]
+Y_PRED = [0, 0, 1, 1, 2, 2]
+
+
+def test_accuracy() -> None:
+    assert accuracy(Y_TRUE, Y_PRED) == pytest.approx(4 / 6)
+    assert accuracy(torch.tensor(Y_TRUE), torch.tensor(Y_TRUE)) == 1.0
+    assert accuracy(np.array([1, 2]), np.array([0, 0])) == 0.0
+
+
+def test_confusion_matrix() -> None:
+    cm = confusion_matrix(Y_TRUE, Y_PRED)
+    assert cm.tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    assert confusion_matrix([0], [1], num_classes=4).shape == (4, 4)
+    with pytest.raises(InvalidInputError, match="num_classes"):
+        confusion_matrix([0, 5], [0, 1], num_classes=3)
+
+
+def test_macro_f1_known_answer() -> None:
+    # class 0: P = 2/2, R = 2/3 -> F1 = 0.8; class 1: P = 1/2, R = 1/2 -> 0.5; class 2: P = 1/2, R = 1 -> 2/3.
+    assert macro_f1(Y_TRUE, Y_PRED) == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert macro_f1(Y_TRUE, Y_TRUE) == 1.0
+    # A class that is only ever predicted (never true) counts with F1 = 0, as in scikit-learn.
+    assert macro_f1([0, 0], [0, 1]) == pytest.approx((2 / 3 + 0) / 2)
+    # Classes absent from both arrays do not count.
+    assert macro_f1([3, 3], [3, 3]) == 1.0
+
+
+@pytest.mark.parametrize("y_true, y_pred, match", [
+    ([0, 1], [0], "differ in length"),
+    ([], [], "empty"),
+    ([[0, 1]], [[0, 1]], "1-D"),
+    ([0.5, 1.0], [0, 1], "integer"),
+    ([-1, 0], [0, 0], "negative"),
+])
+def test_label_metrics_reject_bad_input(y_true, y_pred, match) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        accuracy(y_true, y_pred)
+
+
+# -- Fréchet distance ------------------------------------------------------------------------------
+
+
+def _with_exact_moments(n: int, mean: np.ndarray, cov: np.ndarray, seed: int) -> np.ndarray:
+    """n samples whose sample mean and (unbiased) sample covariance are exactly mean and cov."""
+    d = mean.shape[0]
+    x = np.random.default_rng(seed).standard_normal((n, d))
+    x -= x.mean(axis=0)
+    x = x @ np.linalg.inv(np.linalg.cholesky(np.atleast_2d(np.cov(x, rowvar=False)))).T  # sample cov = I
+    return x @ np.linalg.cholesky(cov).T + mean
+
+
+def test_identical_sets_are_at_distance_zero() -> None:
+    feats = np.random.default_rng(0).standard_normal((300, 16)) @ np.random.default_rng(1).standard_normal((16, 16))
+    assert frechet_distance(feats, feats) == pytest.approx(0.0, abs=1e-8)
+    assert frechet_distance(torch.from_numpy(feats).float(), torch.from_numpy(feats).float()) < 1e-3
+
+
+def test_diagonal_gaussians_closed_form() -> None:
+    # For commuting covariances: d^2 = ||mu_a - mu_b||^2 + sum (sqrt(a_i) - sqrt(b_i))^2.
+    var_a, var_b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 9.0])
+    mu_a, mu_b = np.array([0.0, 1.0, 2.0]), np.array([3.0, 1.0, -2.0])
+    a = _with_exact_moments(500, mu_a, np.diag(var_a), seed=2)
+    b = _with_exact_moments(400, mu_b, np.diag(var_b), seed=3)
+    expected = (9 + 0 + 16) + (1 + 1 + 0)
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+    assert frechet_distance(b, a) == pytest.approx(expected, rel=1e-9)
+
+
+def test_full_covariances_match_the_definition() -> None:
+    rng = np.random.default_rng(4)
+    m_a, m_b = rng.standard_normal((5, 5)), rng.standard_normal((5, 5))
+    cov_a, cov_b = m_a @ m_a.T + 0.1 * np.eye(5), m_b @ m_b.T + 0.1 * np.eye(5)
+    mu_a, mu_b = rng.standard_normal(5), rng.standard_normal(5)
+    a = _with_exact_moments(200, mu_a, cov_a, seed=5)
+    b = _with_exact_moments(300, mu_b, cov_b, seed=6)
+    root = scipy.linalg.sqrtm(cov_a @ cov_b).real
+    expected = np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root)
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-8)
+
+
+def test_singular_covariances_are_handled() -> None:
+    rng = np.random.default_rng(7)
+    # Fewer samples than dimensions, a dead (constant) unit, and duplicated columns.
+    a = rng.standard_normal((10, 32))
+    a[:, 0] = 0.0
+    a[:, 1] = a[:, 2]
+    b = rng.standard_normal((12, 32)) + 0.5
+    b[:, 0] = 0.0
+    d_ab, d_ba = frechet_distance(a, b), frechet_distance(b, a)
+    assert np.isfinite(d_ab) and d_ab > 0 and d_ab == pytest.approx(d_ba, rel=1e-8)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_one_dimensional_features() -> None:
+    a = _with_exact_moments(50, np.array([1.0]), np.array([[4.0]]), seed=8)
+    b = _with_exact_moments(60, np.array([-1.0]), np.array([[1.0]]), seed=9)
+    assert frechet_distance(a, b) == pytest.approx(4 + (2 - 1) ** 2)
+
+
+@pytest.mark.parametrize("a, b, match", [
+    (np.zeros((1, 3)), np.zeros((5, 3)), "at least 2"),
+    (np.zeros((5, 3)), np.zeros((5, 4)), "feature sizes differ"),
+    (np.zeros(5), np.zeros((5, 1)), r"\[N, D\]"),
+    (np.full((3, 2), np.nan), np.zeros((3, 2)), "NaN"),
+])
+def test_frechet_rejects_bad_input(a, b, match) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        frechet_distance(a, b)
+
+
+# -- classifier-driven metrics -----------------------------------------------------------------------
+
+
+class _FirstPixels(torch.nn.Module):
+    """Logits = the first K pixels times 10: predictions and confidences are set by the images."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+        self.scale = torch.nn.Parameter(torch.tensor(10.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, :self.k] * self.scale
+
+
+def test_class_coverage_known_answer() -> None:
+    images = torch.zeros(8, 1, 4, 4)
+    # 4 images confidently class 0, 2 confidently class 1, 2 unsure between classes 1 and 2.
+    images[:4, 0, 0, 0] = 1.0
+    images[4:6, 0, 0, 1] = 1.0
+    images[6:, 0, 0, 1] = 0.05
+    cov = class_coverage(_FirstPixels(3), images, class_names=["a", "b", "c"], batch=3)
+    assert cov["num_samples"] == 8 and cov["threshold"] == 0.8
+    assert cov["class_share"] == {"a": 0.5, "b": 0.5, "c": 0.0}
+    assert cov["min_class_share"] == 0.0
+    assert cov["confident_share"] == pytest.approx(6 / 8)
+    assert cov["confident_share_per_class"] == {"a": 1.0, "b": 0.5, "c": 0.0}
+    assert list(class_coverage(_FirstPixels(3), images)["class_share"]) == ["0", "1", "2"]
+    with pytest.raises(InvalidInputError, match="class names"):
+        class_coverage(_FirstPixels(3), images, class_names=["a"])
+
+
+def test_predict_probabilities_sum_to_one() -> None:
+    probs = predict_probabilities(_FirstPixels(4), torch.randn(7, 1, 4, 4), batch=2)
+    assert probs.shape == (7, 4) and torch.allclose(probs.sum(1), torch.ones(7))
+
+
+def test_embed_images_uses_eval_mode_and_restores_it() -> None:
+    torch.manual_seed(0)
+    model = build_classifier(3, width=8, embedding_dim=12).train()
+    images = torch.rand(10, 1, 32, 32) * 2 - 1
+    feats = embed_images(model, images, batch=4)
+    assert model.training  # restored
+    model.eval()
+    with torch.no_grad():
+        expected = model.embed(images)
+    assert feats.shape == (10, 12) and feats.dtype == torch.float32
+    assert torch.allclose(feats, expected, atol=1e-5)
+    with pytest.raises(InvalidInputError, match="embed"):
+        embed_images(_FirstPixels(3), images)
+    with pytest.raises(InvalidInputError, match=r"\[N, C, H, W\]"):
+        embed_images(model, images[0])
