@@ -29,7 +29,7 @@ from typing import Any, Callable
 import click
 
 from cfattack import __version__
-from cfattack.cli_train import train
+from cfattack.cli_train import bundle_group, metrics, train
 from cfattack.errors import CfattackError, InvalidInputError
 
 __all__ = ["cli", "main", "parse_seeds", "parse_vec2"]
@@ -209,6 +209,7 @@ def cli(debug: bool) -> None:
     \b
     Examples:
       cfattack doctor
+      cfattack generate --network default --seeds 0-15 --out out/
       cfattack generate --network stylegan3-t-afhqv2-512x512.pkl --seeds 0-3 --out out/
     """
 
@@ -330,10 +331,23 @@ def _nvcc_version() -> str:
     return f"{path} ({lines[-1] if lines else 'no version output'})"
 
 
+def _generator_file(network: str) -> Path:
+    """A generator file from --network: a file, 'default', or a bundle folder (its generator)."""
+    path = Path(network)
+    if network == "default" or (path.is_dir() and (path / "bundle.json").is_file()):
+        from cfattack.bundle import bundle_spec_path, read_bundle_spec
+
+        spec_path = bundle_spec_path(network)
+        return spec_path.parent / read_bundle_spec(spec_path).generator.file
+    if path.is_dir():
+        raise InvalidInputError(f"--network {network}: a folder must be a bundle (with bundle.json)")
+    return path
+
+
 @cli.command()
-@click.option("--network", "network", required=True, metavar="PKL_OR_CKPT",
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Official StyleGAN3 pickle (read safely, never executed) or a cfattack checkpoint.")
+@click.option("--network", "network", required=True, metavar="PKL_CKPT_OR_BUNDLE",
+              help="Official StyleGAN3 pickle (read safely, never executed), a cfattack checkpoint, "
+                   "'default' (the shipped bundle's generator) or a bundle folder.")
 @click.option("--seeds", required=True, type=SEEDS, help="Seeds to draw z from, e.g. 0-7 or 1,3,5-6.")
 @click.option("--out", "outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory for seedNNNN.png (created if missing).")
@@ -351,7 +365,7 @@ def _nvcc_version() -> str:
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Device to run the generator on.")
 def generate(
-    network: Path,
+    network: str,
     seeds: list[int],
     outdir: Path,
     truncation_psi: float,
@@ -382,7 +396,7 @@ def generate(
 
     if device == "cuda" and not torch.cuda.is_available():
         raise InvalidInputError("--device cuda was given but CUDA is not available here; use --device cpu")
-    G = load_generator(network, device=device).eval().requires_grad_(False)
+    G = load_generator(_generator_file(network), device=device).eval().requires_grad_(False)
 
     # Class label: conditional networks need one, unconditional ones take none.
     c = torch.zeros([1, G.c_dim], device=device)
@@ -416,6 +430,8 @@ def generate(
 
 
 cli.add_command(train)
+cli.add_command(metrics)
+cli.add_command(bundle_group)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ import click
 
 from cfattack.errors import InvalidInputError
 
-__all__ = ["train"]
+__all__ = ["train", "metrics", "bundle_group"]
 
 
 def _build_config(model: type, config_file: Path | None, overrides: dict[str, Any]) -> Any:
@@ -140,3 +140,138 @@ def train_encoder_command(out_dir: Path, config_file: Path | None, max_minutes: 
     result = train_encoder(config, out_dir, max_minutes=max_minutes, progress=not quiet)
     _report(result, "train encoder")
     click.echo("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items()))
+
+
+@train.command("classifier")
+@_with_common
+@click.option("--data", default=None, help="fashion-mnist (default), mnist-5k or a folder root/<class>/*.png.")
+@click.option("--loss", default=None, help="Training loss by name (ce, ...).")
+@click.option("--head", type=click.Choice(["linear", "offset_l2"]), default=None, help="Classification head.")
+@click.option("--epochs", type=int, default=None, help="Passes over the training split.")
+@click.option("--batch", type=int, default=None, help="Images per step.")
+@click.option("--lr", type=float, default=None, help="Peak learning rate.")
+@click.option("--width", type=int, default=None, help="Channels of the first conv stage.")
+@click.option("--embedding-dim", type=int, default=None, help="Size of the explicit embedding.")
+def train_classifier_command(out_dir: Path, config_file: Path | None, max_minutes: float | None, quiet: bool,
+                             **options: Any) -> None:
+    """Train a classifier with an explicit embedding (best validation epoch is kept).
+
+    \b
+    Examples:
+      cfattack train classifier --out runs/clf --data fashion-mnist --epochs 15
+    """
+    from cfattack.config import ClassifierTrainingConfig
+    from cfattack.training.classifier import train_classifier
+
+    if max_minutes is not None:
+        raise InvalidInputError("train classifier stops per epoch; use --epochs (it resumes from its checkpoint)")
+    config = _build_config(ClassifierTrainingConfig, config_file, options)
+    result = train_classifier(config, out_dir, progress=not quiet)
+    state = "finished" if result.finished else "paused (run the same command again to resume)"
+    click.echo(f"train classifier: {state} after epoch {result.epoch}, {result.seconds / 60:.1f} min; "
+               f"outputs in {result.out_dir}")
+    test = result.metrics.get("test") if isinstance(result.metrics, dict) else None
+    if isinstance(test, dict):
+        click.echo("test: " + ", ".join(f"{k} {v:.4g}" for k, v in test.items() if isinstance(v, (int, float))))
+
+
+@click.group()
+def metrics() -> None:
+    """Measure trained models."""
+
+
+@metrics.command("fd")
+@click.option("--network", required=True, help="Generator file (checkpoint or official pickle) or 'default'.")
+@click.option("--classifier", required=True, help="cfattack classifier file whose embedding is used.")
+@click.option("--data", default="fashion-mnist", show_default=True, help="Real images: test and val splits.")
+@click.option("--num", type=click.IntRange(min=10), default=5000, show_default=True,
+              help="Generated images (and at most this many real images per split).")
+@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated latents.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the numbers to this JSON file.")
+def metrics_fd(network: str, classifier: str, data: str, num: int, truncation_psi: float, seed: int,
+               json_out: Path | None) -> None:
+    """Fréchet distance of generated vs real test images in a classifier's embedding, and class coverage.
+
+    The val-vs-test distance is printed beside it as the floor (real vs real, same sample size).
+    This is not FID: it uses our classifier's embedding, not Inception features.
+
+    \b
+    Examples:
+      cfattack metrics fd --network runs/gan/generator.pt --classifier cfattack/assets/default/classifiers/baseline.pt
+    """
+    from cfattack.atomic import atomic_write_text
+    from cfattack.classifiers.checkpoint import load_classifier_checkpoint
+    from cfattack.cli import _generator_file
+    from cfattack.generator_quality import generator_quality
+    from cfattack.legacy import load_generator
+    from cfattack.training.data import load_dataset
+
+    G = load_generator(_generator_file(network))
+    clf, meta = load_classifier_checkpoint(classifier)
+    test, val = load_dataset(data, "test"), load_dataset(data, "val")
+    names = meta.get("class_names") or test.class_names
+    result = generator_quality(G, clf, test.images, val.images, names, num=num, seed=seed,
+                               truncation_psi=truncation_psi)
+    click.echo(f"Fréchet distance (classifier embedding), generated vs test: "
+               f"{result['frechet_distance_generated_vs_test']:.4g}")
+    click.echo(f"floor, real val vs test:                                   {result['frechet_distance_val_vs_test']:.4g}")
+    click.echo(f"confident (p >= {result['coverage_threshold']}): {result['coverage_confident_share']:.1%}; "
+               f"smallest class share: {result['coverage_min_class_share']:.1%}")
+    click.echo("class shares: " + ", ".join(f"{k} {v:.1%}" for k, v in result["coverage_class_share"].items()))
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(result, indent=2))
+
+
+@click.group("bundle")
+def bundle_group() -> None:
+    """Make and inspect bundles (generator + encoder + classifiers + class names)."""
+
+
+def _parse_named_files(values: tuple[str, ...]) -> dict[str, str]:
+    named: dict[str, str] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise InvalidInputError(f"--classifier takes NAME=FILE, got {value!r}")
+        named[name] = path
+    return named
+
+
+@bundle_group.command("create")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--generator", required=True, help="Generator file (cfattack checkpoint or official pickle).")
+@click.option("--classifier", "classifiers", multiple=True, required=True, metavar="NAME=FILE",
+              help="A cfattack classifier checkpoint under a name; repeat for several. The first is the default.")
+@click.option("--encoder", default=None, help="Encoder checkpoint (image -> ws).")
+@click.option("--data", required=True, help="Training data the class names come from: fashion-mnist, mnist-5k or a folder.")
+@click.option("--name", required=True, help="Short bundle name.")
+@click.option("--description", default="", help="One or two sentences on what the bundle explains.")
+@click.option("--latent-space", type=click.Choice(["w", "w+"]), default="w+", show_default=True)
+@click.option("--command", "commands", multiple=True, help="A command that produced the files (provenance); repeatable.")
+@click.option("--metrics", "metrics_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="JSON file of metrics to record in the provenance.")
+def bundle_create(out_dir: Path, generator: str, classifiers: tuple[str, ...], encoder: str | None, data: str,
+                  name: str, description: str, latent_space: str, commands: tuple[str, ...],
+                  metrics_file: Path | None) -> None:
+    """Assemble trained files into a bundle directory and check that it loads.
+
+    \b
+    Examples:
+      cfattack bundle create my_bundle --generator runs/gan/generator.pt --encoder runs/enc/encoder.pt \\
+          --classifier baseline=runs/clf/classifier.pt --data fashion-mnist --name fashion-mnist-32
+    """
+    from cfattack.training.assemble import assemble_bundle
+
+    metrics_data = None
+    if metrics_file is not None:
+        try:
+            metrics_data = json.loads(metrics_file.read_text())
+        except ValueError as exc:
+            raise InvalidInputError(f"--metrics {metrics_file}: not JSON ({exc})") from exc
+    bundle = assemble_bundle(out_dir, generator=generator, classifiers=_parse_named_files(classifiers), data=data,
+                             name=name, encoder=encoder, description=description, latent_space=latent_space,
+                             commands=commands, metrics=metrics_data)
+    click.echo(f"bundle {bundle.spec.name!r} written to {out_dir}: {len(bundle.class_names)} classes, "
+               f"classifiers {', '.join(bundle.classifiers)}, encoder {'yes' if bundle.encoder is not None else 'no'}")

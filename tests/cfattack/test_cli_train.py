@@ -61,3 +61,48 @@ def test_config_file_and_options_combine(tmp_path):
 def test_bad_settings_give_one_line(tmp_path, args, message):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
     assert_one_line_failure(run_cli(*argv), message)
+
+
+def test_bundle_create_then_generate_from_it(tmp_path):
+    from cfattack.bundle import load_bundle
+    from cfattack.classifiers import build_classifier
+    from cfattack.classifiers.checkpoint import save_classifier_checkpoint
+    from cfattack.encoder import Encoder, save_encoder_checkpoint
+    from cfattack.generator import Generator
+    from cfattack.legacy import save_generator_checkpoint
+    from cfattack.training.data import FASHION_MNIST_CLASSES
+
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=32, img_channels=1, channel_base=128, channel_max=8,
+                  num_layers=3, num_critical=1, margin_size=2)
+    save_generator_checkpoint(G, tmp_path / "G.pt")
+    save_encoder_checkpoint(Encoder(32, 1, G.num_ws, G.w_dim, channels=4, channel_max=8), tmp_path / "E.pt")
+    save_classifier_checkpoint(build_classifier(10, width=8, embedding_dim=16).eval(), tmp_path / "C.pt",
+                               metadata={"class_names": list(FASHION_MNIST_CLASSES)})
+    out = tmp_path / "bundle"
+    result = invoke("bundle", "create", str(out), "--generator", str(tmp_path / "G.pt"), "--encoder",
+                    str(tmp_path / "E.pt"), "--classifier", f"baseline={tmp_path / 'C.pt'}", "--data", "fashion-mnist",
+                    "--name", "tiny", "--command", "cfattack train gan --out runs/gan")
+    assert result.exit_code == 0, result.output
+    bundle = load_bundle(out)
+    assert bundle.default_classifier == "baseline" and bundle.class_index("Ankle boot") == 9
+    assert bundle.spec.provenance.commands == ("cfattack train gan --out runs/gan",)
+    gen = invoke("generate", "--network", str(out), "--seeds", "0-1", "--out", str(tmp_path / "png"))
+    assert gen.exit_code == 0, gen.output
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["seed0000.png", "seed0001.png"]
+    bad = run_cli("bundle", "create", str(tmp_path / "b2"), "--generator", str(tmp_path / "G.pt"),
+                  "--classifier", "no-equals-sign", "--data", "fashion-mnist", "--name", "x")
+    assert_one_line_failure(bad, "NAME=FILE")
+
+
+def test_train_classifier_command(tmp_path):
+    cfg = tmp_path / "clf.json"
+    cfg.write_text(json.dumps({"max_train_images": 128, "max_eval_images": 64, "batch": 32, "width": 4,
+                               "embedding_dim": 8, "warmup_steps": 0}))
+    result = invoke("train", "classifier", "--out", str(tmp_path / "clf"), "--config", str(cfg), "--epochs", "1",
+                    "--quiet", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    assert "finished after epoch 1" in result.output and "test: accuracy" in result.output
+    assert (tmp_path / "clf" / "classifier.pt").is_file()
+    assert_one_line_failure(run_cli("train", "classifier", "--out", str(tmp_path / "x"), "--max-minutes", "1"),
+                            "--epochs")
