@@ -21,13 +21,7 @@ from cfattack.classifiers import (
 )
 from cfattack.errors import InvalidInputError, NetworkLoadError
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids oversubscription on small, shared CI machines."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 META = {"class_names": ["a", "b", "c"], "metrics": {"test_accuracy": 0.5}, "notes": None, "shape": (1, 32, 32)}

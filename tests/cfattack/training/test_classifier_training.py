@@ -25,13 +25,7 @@ from cfattack.training.data import FASHION_MNIST_DIR, ImageDataset, load_fashion
 TINY = dict(epochs=2, batch=32, width=4, embedding_dim=8, warmup_steps=3, lr=5e-3, seed=7, threads=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids oversubscription on small, shared CI machines."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
