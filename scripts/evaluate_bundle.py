@@ -13,8 +13,6 @@ import argparse
 import json
 import time
 
-import torch
-
 from cfattack.bundle import load_bundle
 from cfattack.config import InversionConfig
 from cfattack.generator_quality import generator_quality

@@ -27,8 +27,8 @@ from cfattack.atomic import atomic_torch_save
 from cfattack.config import GanTrainingConfig
 from cfattack.errors import InvalidInputError
 from cfattack.generator import Generator
-from cfattack.training.data import ImageDataset, load_dataset
 from cfattack.training.augment import random_translate
+from cfattack.training.data import ImageDataset, load_dataset
 from cfattack.training.discriminator import Discriminator
 
 __all__ = ["GanTrainingResult", "train_gan", "translate_images", "CHECKPOINT_NAME", "GENERATOR_NAME"]
