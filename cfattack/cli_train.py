@@ -1,4 +1,4 @@
-"""``cfattack train ...``: train the pieces of a bundle (generator, encoder, classifier).
+"""``cfattack train ...``: train the pieces of a bundle (generator, encoder, classifier, descriptor model).
 
 Each command builds a validated config from ``--config FILE.json`` (optional) plus the
 options given, writes it next to its outputs and resumes from the output folder's
@@ -8,6 +8,7 @@ Examples::
 
     cfattack train gan --out runs/gan --kimg 600 --max-minutes 9
     cfattack train encoder --generator runs/gan/generator.pt --out runs/encoder --kimg 100
+    cfattack train descriptors --bundle default --out descriptors.pt
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def _report(result: Any, what: str) -> None:
 
 @click.group()
 def train() -> None:
-    """Train a generator, an encoder or a classifier (resumable)."""
+    """Train a generator, an encoder or a classifier (resumable), or fit descriptor predictors."""
 
 
 _common = [
@@ -175,6 +176,121 @@ def train_classifier_command(out_dir: Path, config_file: Path | None, max_minute
         click.echo("test: " + ", ".join(f"{k} {v:.4g}" for k, v in test.items() if isinstance(v, (int, float))))
 
 
+def _encoded_training_images(bundle_name: str | None, data: str, count: int, G: Any, device: str, batch: int) -> Any:
+    """The bundle encoder's latents of the first ``count`` training images of ``data``."""
+    import torch
+
+    from cfattack.bundle import load_bundle
+    from cfattack.training.data import load_dataset
+
+    if bundle_name is None:
+        raise InvalidInputError("--anchors needs --bundle (its encoder inverts the real images)")
+    bundle = load_bundle(bundle_name, device=device)
+    if bundle.encoder is None:
+        raise InvalidInputError(f"--anchors: bundle {bundle.name!r} has no encoder")
+    images = load_dataset(data, "train").images[:count]
+    with torch.no_grad():
+        return torch.cat([bundle.encoder(images[i:i + batch].to(device)) for i in range(0, len(images), batch)])
+
+
+@train.command("descriptors")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Descriptor model file to write, e.g. my_bundle/descriptors.pt.")
+@click.option("--bundle", "bundle_name", default=None,
+              help="Bundle whose generator is sampled: 'default' or a bundle folder. Its latent space and "
+                   "truncation are the defaults of --latent and --trunc.")
+@click.option("--generator", default=None, help="Or a generator file (cfattack checkpoint or official pickle).")
+@click.option("--num", "num_samples", type=click.IntRange(min=20), default=10000, show_default=True,
+              help="Generator samples to measure (--holdout of them score the predictors).")
+@click.option("--latent", type=click.Choice(["w", "w+"]), default=None,
+              help="Predict from W+ (every layer) or W (mean over layers); default: the bundle's, else w+.")
+@click.option("--trunc", "truncation_psi", type=float, default=None,
+              help="Truncation psi of the samples [default: the bundle's, else 1].")
+@click.option("--style-mixing", type=click.FloatRange(0, 1), default=None,
+              help="Share of samples mixing two latents across layers [default: 0.5 for w+, 0 for w].")
+@click.option("--descriptors", "names", default=None,
+              help="Comma-separated descriptor names to fit [default: every one that applies to the images].")
+@click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+              show_default=True, help="Share of samples kept aside to score the predictors.")
+@click.option("--min-score", type=float, default=0.5, show_default=True,
+              help="Quality bar on held-out R^2 (or accuracy gain over the majority rate); below it a "
+                   "predictor is kept but marked unreliable.")
+@click.option("--batch", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Images synthesised at a time.")
+@click.option("--anchors", "anchor_data", default=None,
+              help="Real training images (fashion-mnist, mnist-5k or a folder) that the bundle's encoder "
+                   "inverts; up to half of --num samples are then these latents, jittered, so the "
+                   "predictors are fitted where explanations start. Needs --bundle with an encoder.")
+@click.option("--anchor-jitter", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="Largest jitter of an anchor, in units of the per-entry spread of generator latents.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latents and of the split.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train_descriptors_command(out: Path, bundle_name: str | None, generator: str | None, num_samples: int,
+                              latent: str | None, truncation_psi: float | None, style_mixing: float | None,
+                              names: str | None, holdout: float, min_score: float, batch: int,
+                              anchor_data: str | None, anchor_jitter: float, seed: int,
+                              threads: int | None, device: str, quiet: bool) -> None:
+    """Fit latent descriptor predictors (attribution) on samples of a generator.
+
+    Samples the generator, measures every descriptor on the images and fits one ridge
+    regression per descriptor from ws to its value; prints each held-out R^2. Refit whenever
+    the generator changes (the file records which generator it was fitted on).
+
+    \b
+    Examples:
+      cfattack train descriptors --bundle default --anchors fashion-mnist --out cfattack/assets/default/descriptors.pt
+      cfattack train descriptors --generator runs/gan/generator.pt --out runs/descriptors.pt --num 5000
+    """
+    import time
+
+    import torch
+
+    from cfattack.attribution import fit_descriptor_model
+    from cfattack.bundle import bundle_spec_path, read_bundle_spec
+    from cfattack.legacy import load_generator
+    from descriptors import default_descriptors
+
+    if (bundle_name is None) == (generator is None):
+        raise InvalidInputError("give exactly one of --bundle and --generator")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if bundle_name is not None:
+        spec_path = bundle_spec_path(bundle_name)
+        spec = read_bundle_spec(spec_path)
+        generator = str(spec_path.parent / spec.generator.file)
+        latent = latent or spec.latent_space
+        truncation_psi = spec.truncation_psi if truncation_psi is None else truncation_psi
+    G = load_generator(generator).to(device)
+    if G.img_channels not in (1, 3):
+        raise InvalidInputError(f"descriptors measure grey or RGB images; the generator makes "
+                                f"{G.img_channels} channels")
+    descriptor_set = default_descriptors(channels=G.img_channels)
+    if names:
+        try:
+            descriptor_set = descriptor_set.select([n.strip() for n in names.split(",") if n.strip()])
+        except ValueError as exc:
+            raise InvalidInputError(f"--descriptors: {exc}") from None
+    start = time.perf_counter()
+    anchor_ws = None
+    if anchor_data is not None:
+        anchor_ws = _encoded_training_images(bundle_name, anchor_data, num_samples // 2, G, device, batch)
+    model = fit_descriptor_model(
+        G, descriptor_set, num_samples=num_samples, truncation_psi=1.0 if truncation_psi is None else truncation_psi,
+        latent=latent or "w+", seed=seed, holdout=holdout, min_score=min_score, batch=batch, progress=not quiet,
+        style_mixing=style_mixing, anchor_ws=anchor_ws, anchor_jitter=anchor_jitter)
+    model.save(out)
+    seconds = time.perf_counter() - start
+    click.echo(f"train descriptors: {len(model)} predictors ({len(model.reliable_names)} reliable) fitted on "
+               f"{num_samples} samples in {seconds / 60:.1f} min; written to {out}")
+    for fit in model.fits:
+        click.echo(f"  {fit.name:<18} {fit.kind:<8} held-out {fit.score_name} {fit.score:6.3f}"
+                   f"{'' if fit.reliable else '  (unreliable)'}")
+    for name, reason in model.dropped.items():
+        click.echo(f"  {name:<18} dropped: {reason}")
+
+
 @click.group()
 def metrics() -> None:
     """Measure trained models."""
@@ -249,18 +365,22 @@ def _parse_named_files(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--name", required=True, help="Short bundle name.")
 @click.option("--description", default="", help="One or two sentences on what the bundle explains.")
 @click.option("--latent-space", type=click.Choice(["w", "w+"]), default="w+", show_default=True)
+@click.option("--descriptor-model", default=None,
+              help="Descriptor model from `cfattack train descriptors` (fitted on this generator); shipped as "
+                   "descriptors.pt for attribution.")
 @click.option("--command", "commands", multiple=True, help="A command that produced the files (provenance); repeatable.")
 @click.option("--metrics", "metrics_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="JSON file of metrics to record in the provenance.")
 def bundle_create(out_dir: Path, generator: str, classifiers: tuple[str, ...], encoder: str | None, data: str,
-                  name: str, description: str, latent_space: str, commands: tuple[str, ...],
-                  metrics_file: Path | None) -> None:
+                  name: str, description: str, latent_space: str, descriptor_model: str | None,
+                  commands: tuple[str, ...], metrics_file: Path | None) -> None:
     """Assemble trained files into a bundle directory and check that it loads.
 
     \b
     Examples:
       cfattack bundle create my_bundle --generator runs/gan/generator.pt --encoder runs/enc/encoder.pt \\
-          --classifier baseline=runs/clf/classifier.pt --data fashion-mnist --name fashion-mnist-32
+          --classifier baseline=runs/clf/classifier.pt --data fashion-mnist --name fashion-mnist-32 \\
+          --descriptor-model runs/descriptors.pt
     """
     from cfattack.training.assemble import assemble_bundle
 
@@ -272,6 +392,8 @@ def bundle_create(out_dir: Path, generator: str, classifiers: tuple[str, ...], e
             raise InvalidInputError(f"--metrics {metrics_file}: not JSON ({exc})") from exc
     bundle = assemble_bundle(out_dir, generator=generator, classifiers=_parse_named_files(classifiers), data=data,
                              name=name, encoder=encoder, description=description, latent_space=latent_space,
-                             commands=commands, metrics=metrics_data)
+                             descriptor_model=descriptor_model, commands=commands, metrics=metrics_data)
     click.echo(f"bundle {bundle.spec.name!r} written to {out_dir}: {len(bundle.class_names)} classes, "
-               f"classifiers {', '.join(bundle.classifiers)}, encoder {'yes' if bundle.encoder is not None else 'no'}")
+               f"classifiers {', '.join(bundle.classifiers)}, "
+               f"encoder {'yes' if bundle.encoder is not None else 'no'}, "
+               f"descriptor model {'yes' if bundle.descriptor_model_path is not None else 'no'}")

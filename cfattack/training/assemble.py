@@ -1,6 +1,6 @@
 """Assemble trained files into a bundle directory (what `cfattack bundle create` does).
 
-Copies the generator, encoder and classifiers under fixed names, writes ``bundle.json`` with
+Copies the generator, encoder, classifiers and descriptor model under fixed names, writes ``bundle.json`` with
 the class names of the training data and the provenance given, then loads the result with
 `load_bundle` so a broken bundle is caught when it is made, not when it is used::
 
@@ -49,6 +49,19 @@ def _copy(src: str | os.PathLike, dst: Path) -> None:
         atomic_write(dst, lambda out: shutil.copyfileobj(fh, out))
 
 
+def _check_descriptor_model(path: str | os.PathLike, G: Any) -> None:
+    """Refuse a descriptor model that is unreadable or was fitted for another generator."""
+    from cfattack.attribution import load_descriptor_model
+
+    model = load_descriptor_model(path)
+    if (model.num_ws, model.w_dim) != (G.num_ws, G.w_dim):
+        raise InvalidInputError(f"descriptor model {path} expects ws of shape [N, {model.num_ws}, {model.w_dim}] "
+                                f"but the generator makes [N, {G.num_ws}, {G.w_dim}]")
+    if model.generator_fingerprint is not None and not model.fits_generator(G):
+        raise InvalidInputError(f"descriptor model {path} was fitted on a different generator; refit it with "
+                                "`cfattack train descriptors --generator FILE --out FILE`")
+
+
 def assemble_bundle(
     out_dir: str | os.PathLike,
     *,
@@ -84,6 +97,7 @@ def assemble_bundle(
         _copy(encoder, out / encoder_rel)
     descriptor_rel = None
     if descriptor_model is not None:
+        _check_descriptor_model(descriptor_model, G)
         descriptor_rel = "descriptors.pt"
         _copy(descriptor_model, out / descriptor_rel)
     specs = {}
