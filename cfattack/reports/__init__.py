@@ -1,0 +1,33 @@
+"""Reports: an `Explanation` -> explanation.json, counterfactual.png, strip.png and a self-contained HTML page.
+
+`write_report` writes the four files. The pieces are reusable by other reports (the
+classifier comparison, the batch's global report): `bar_chart_svg` and `line_chart_svg`
+return inline SVG strings, `image_data_uri` embeds an image tensor in HTML, `render_strip`
+draws the strip of an explanation::
+
+    from cfattack.reports import write_report
+    paths = write_report(exp, "out/")        # {"json", "counterfactual", "strip", "html"} -> Path
+"""
+
+from __future__ import annotations
+
+from cfattack.reports.html import render_html
+from cfattack.reports.pixels import diverging_rgb, image_data_uri, png_data_uri
+from cfattack.reports.strip import render_strip, strip_panels
+from cfattack.reports.svg import Series, bar_chart_svg, line_chart_svg, multi_line_chart_svg, svg_document
+from cfattack.reports.write import write_report
+
+__all__ = [
+    "write_report",
+    "render_html",
+    "render_strip",
+    "strip_panels",
+    "bar_chart_svg",
+    "line_chart_svg",
+    "multi_line_chart_svg",
+    "Series",
+    "svg_document",
+    "image_data_uri",
+    "png_data_uri",
+    "diverging_rgb",
+]
