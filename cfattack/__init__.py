@@ -10,6 +10,10 @@ nor any network code is imported until it is needed.
 
 Example::
 
+    import cfattack
+    exp = cfattack.explain("examples/coat-1.png", target="pullover", out="report/")
+    exp.reached, exp.steps, [a.name for a in exp.top(5)]
+
     from cfattack import load_generator
     G = load_generator("stylegan3-t-afhqv2-512x512.pkl")   # never executes pickled code
     ws = G.mapping(z, None, truncation_psi=0.7)             # z: [N, G.z_dim]
@@ -39,12 +43,28 @@ _LAZY_EXPORTS: dict[str, str] = {
     "BundleError": "cfattack.bundle",
     "BundleSpec": "cfattack.bundle",
     "load_bundle": "cfattack.bundle",
+    "Explainer": "cfattack.explainer",
+    "explain": "cfattack.explainer",
+    "Explanation": "cfattack.explanation",
+    "ExplainConfig": "cfattack.explanation",
+    "AttackConfig": "cfattack.config",
+    "InversionConfig": "cfattack.config",
+    "LatentAttack": "cfattack.attack",
+    "Inverter": "cfattack.inversion",
+    "LatentDescriptorModel": "cfattack.attribution",
+    "load_descriptor_model": "cfattack.attribution",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real names; runtime stays lazy
+    from cfattack.attack import LatentAttack
+    from cfattack.attribution import LatentDescriptorModel, load_descriptor_model
     from cfattack.bundle import Bundle, BundleError, BundleSpec, load_bundle
+    from cfattack.config import AttackConfig, InversionConfig
+    from cfattack.explainer import Explainer, explain
+    from cfattack.explanation import ExplainConfig, Explanation
+    from cfattack.inversion import Inverter
     from cfattack.errors import CfattackError, InvalidInputError, NetworkLoadError, UnsafePickleError
     from cfattack.generator import Generator
     from cfattack.images import load_image, save_image

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import click
 
 from cfattack import __version__
+from cfattack.cli_explain import explain
 from cfattack.cli_train import bundle_group, metrics, train
 from cfattack.errors import CfattackError, InvalidInputError
 
@@ -208,6 +209,7 @@ def cli(debug: bool) -> None:
 
     \b
     Examples:
+      cfattack explain examples/coat-1.png --target pullover
       cfattack doctor
       cfattack generate --network default --seeds 0-15 --out out/
       cfattack generate --network stylegan3-t-afhqv2-512x512.pkl --seeds 0-3 --out out/
@@ -429,6 +431,7 @@ def generate(
             click.echo(f"[{i + 1}/{len(seeds)}] {path}")
 
 
+cli.add_command(explain)
 cli.add_command(train)
 cli.add_command(metrics)
 cli.add_command(bundle_group)

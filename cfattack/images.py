@@ -26,7 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from cfattack.atomic import atomic_write
 from cfattack.errors import InvalidInputError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "load_image", "save_image", "save_image_grid"]
+__all__ = ["DEFAULT_MAX_PIXELS", "image_from_pil", "load_image", "save_image", "save_image_grid"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -270,12 +270,38 @@ def load_image(
                 pil = _to_mode(pil, channels)
             except _DECODE_ERRORS as e:
                 raise InvalidInputError(f"corrupt or truncated image file {path}: {e}") from None
-            if target_size is not None:
-                pil = _fit(pil, target_size)
-            pixels = np.array(pil, dtype=np.uint8)
+            return _pil_to_tensor(pil, target_size)
     except Image.DecompressionBombError as e:  # some formats only learn their size while decoding
         raise InvalidInputError(f"image is too large to decode safely ({e}): {path}") from None
+
+
+def _pil_to_tensor(pil: Image.Image, size: tuple[int, int] | None) -> torch.Tensor:
+    """Decoded "L"/"RGB" image -> float tensor [C, H, W] in [-1, 1], resized to ``size`` if given."""
+    if size is not None:
+        pil = _fit(pil, size)
+    pixels = np.array(pil, dtype=np.uint8)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     tensor = torch.from_numpy(pixels).permute(2, 0, 1).to(torch.float32)
     return tensor / 127.5 - 1.0
+
+
+def image_from_pil(
+    pil: Image.Image, channels: int | None = None, size: int | tuple[int, int] | None = None
+) -> torch.Tensor:
+    """An in-memory Pillow image -> float tensor [C, H, W] in [-1, 1], converted as `load_image` does.
+
+    Raises:
+        InvalidInputError: not a Pillow image, an empty one, or one that cannot be decoded.
+    """
+    if not isinstance(pil, Image.Image):
+        raise InvalidInputError(f"expected a PIL image, got {type(pil).__name__}")
+    if channels not in (None, 1, 3):
+        raise InvalidInputError(f"channels must be 1, 3 or None; got {channels!r}")
+    if pil.width < 1 or pil.height < 1:
+        raise InvalidInputError(f"image has zero size ({pil.width}x{pil.height})")
+    try:
+        converted = _to_mode(ImageOps.exif_transpose(pil) or pil, channels)
+    except _DECODE_ERRORS as e:
+        raise InvalidInputError(f"cannot convert the image: {e}") from None
+    return _pil_to_tensor(converted, _parse_size(size))
