@@ -29,6 +29,7 @@ from typing import Any, Callable
 import click
 
 from cfattack import __version__
+from cfattack.cli_batch import batch
 from cfattack.cli_explain import explain
 from cfattack.cli_train import bundle_group, metrics, train
 from cfattack.errors import CfattackError, InvalidInputError
@@ -432,6 +433,7 @@ def generate(
 
 
 cli.add_command(explain)
+cli.add_command(batch)
 cli.add_command(train)
 cli.add_command(metrics)
 cli.add_command(bundle_group)
