@@ -217,6 +217,9 @@ def _encoded_training_images(bundle_name: str | None, data: str, count: int, G: 
                    "predictor is kept but marked unreliable.")
 @click.option("--batch", type=click.IntRange(min=1), default=256, show_default=True,
               help="Images synthesised at a time.")
+@click.option("--predictor", type=click.Choice(["ridge", "mlp"]), default="ridge", show_default=True,
+              help="One ridge regression per descriptor, or a small MLP shared by the numeric ones (higher "
+                   "held-out R^2, but it extrapolates worse to attacked latents; see docs/attribution.md).")
 @click.option("--anchors", "anchor_data", default=None,
               help="Real training images (fashion-mnist, mnist-5k or a folder) that the bundle's encoder "
                    "inverts; up to half of --num samples are then these latents, jittered, so the "
@@ -230,12 +233,13 @@ def _encoded_training_images(bundle_name: str | None, data: str, count: int, G: 
 def train_descriptors_command(out: Path, bundle_name: str | None, generator: str | None, num_samples: int,
                               latent: str | None, truncation_psi: float | None, style_mixing: float | None,
                               names: str | None, holdout: float, min_score: float, batch: int,
-                              anchor_data: str | None, anchor_jitter: float, seed: int,
+                              predictor: str, anchor_data: str | None, anchor_jitter: float, seed: int,
                               threads: int | None, device: str, quiet: bool) -> None:
     """Fit latent descriptor predictors (attribution) on samples of a generator.
 
-    Samples the generator, measures every descriptor on the images and fits one ridge
-    regression per descriptor from ws to its value; prints each held-out R^2. Refit whenever
+    Samples the generator, measures every descriptor on the images and fits predictors from ws
+    to their values (one MLP shared by the numeric descriptors, or a ridge regression each);
+    prints each held-out R^2. Refit whenever
     the generator changes (the file records which generator it was fitted on).
 
     \b
@@ -279,7 +283,7 @@ def train_descriptors_command(out: Path, bundle_name: str | None, generator: str
     model = fit_descriptor_model(
         G, descriptor_set, num_samples=num_samples, truncation_psi=1.0 if truncation_psi is None else truncation_psi,
         latent=latent or "w+", seed=seed, holdout=holdout, min_score=min_score, batch=batch, progress=not quiet,
-        style_mixing=style_mixing, anchor_ws=anchor_ws, anchor_jitter=anchor_jitter)
+        style_mixing=style_mixing, anchor_ws=anchor_ws, anchor_jitter=anchor_jitter, predictor=predictor)
     model.save(out)
     seconds = time.perf_counter() - start
     click.echo(f"train descriptors: {len(model)} predictors ({len(model.reliable_names)} reliable) fitted on "

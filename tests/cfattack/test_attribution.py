@@ -306,3 +306,29 @@ def test_cli_train_descriptors_then_bundle_create(tmp_path):
     assert_one_line_failure(run_cli("train", "descriptors", "--out", tmp_path / "x.pt"), "exactly one of")
     assert_one_line_failure(run_cli("train", "descriptors", "--generator", tmp_path / "G.pt", "--out",
                                     tmp_path / "x.pt", "--descriptors", "nope"), "unknown descriptor")
+
+
+def test_mlp_predictor_learns_what_ridge_cannot(tmp_path):
+    """A squared latent coordinate: ridge explains nothing of it, the shared MLP most of it."""
+    gen = torch.Generator().manual_seed(3)
+    ws = torch.randn(1500, 2, 4, generator=gen)
+    values = {
+        "square": (ws[:, 0, 0] ** 2).double().numpy(),
+        "linear": (2 * ws[:, 1, 2]).double().numpy(),
+        "label": (ws[:, 0, 1] > 0).double().numpy(),
+    }
+    ridge = fit_from_latents(ws, values, predictor="ridge", seed=0)
+    mlp = fit_from_latents(ws, values, predictor="mlp", seed=0, mlp_hidden=32, mlp_epochs=40)
+    assert ridge.fit_of("square").score < 0.1 and not ridge.fit_of("square").reliable
+    assert mlp.fit_of("square").kind == "mlp" and mlp.fit_of("square").score > 0.8
+    assert mlp.fit_of("linear").score > 0.95
+    assert mlp.fit_of("label").kind == "logistic"  # 0/1 columns keep logistic regression
+    # Predictions are in the descriptor's units, differentiable, and survive a save/load.
+    x = ws[:4].clone().requires_grad_(True)
+    mlp.predict(x)[:, mlp.names.index("square")].sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+    path = mlp.save(tmp_path / "mlp.pt")
+    again = load_descriptor_model(path)
+    assert torch.equal(again.predict(ws[:50]), mlp.predict(ws[:50]))
+    truth = torch.from_numpy(values["square"][:200]).float()
+    assert float((mlp.predict(ws[:200])[:, mlp.names.index("square")] - truth).abs().median()) < 0.5
