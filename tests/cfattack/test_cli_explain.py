@@ -22,16 +22,16 @@ FAST = ("--inversion-steps", "10", "--quiet")
 
 def test_explain_writes_the_report_and_prints_a_summary(tmp_path):
     out = tmp_path / "report"
-    result = run_cli("explain", EXAMPLES / "coat-1.png", "--target", "Pullover", "--out", out, *FAST)
+    result = run_cli("explain", EXAMPLES / "trouser-1.png", "--target", "Dress", "--out", out, *FAST)
     assert result.exit_code == 0, result.output + result.stderr
     assert {p.name for p in out.iterdir()} == {
         "explanation.json", "counterfactual.png", "strip.png", "explanation.html"}
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("coat (p=") and "-> pullover: reached in" in lines[0]
+    assert lines[0].startswith("trouser (p=") and "-> dress: reached in" in lines[0]
     assert lines[1].startswith("inversion: PSNR")
     assert "top 5 descriptor changes" in result.stdout and "report:" in lines[-1]
     data = json.loads((out / "explanation.json").read_text())
-    assert data["target"] == "pullover" and data["reached"] is True
+    assert data["target"] == "dress" and data["reached"] is True
     assert data["config"]["inversion"]["steps"] == 10
 
 

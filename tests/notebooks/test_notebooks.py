@@ -36,7 +36,7 @@ def _outputs(notebook) -> str:
 def test_quickstart_runs_and_explains():
     notebook = execute("quickstart.ipynb")
     text = _outputs(notebook)
-    assert "coat -> pullover: reached" in text
+    assert "trouser -> dress: reached" in text
     assert "explanation.html" in text and "strip.png" in text
     assert "pixel RMS" in text
     errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
