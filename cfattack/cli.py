@@ -210,7 +210,7 @@ def cli(debug: bool) -> None:
 
     \b
     Examples:
-      cfattack explain examples/coat-1.png --target pullover
+      cfattack explain examples/trouser-1.png --target dress
       cfattack doctor
       cfattack generate --network default --seeds 0-15 --out out/
       cfattack generate --network stylegan3-t-afhqv2-512x512.pkl --seeds 0-3 --out out/

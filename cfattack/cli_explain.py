@@ -89,7 +89,7 @@ def explain(image: Path, target: str, bundle_name: str, classifier: str | None, 
 
     \b
     Examples:
-      cfattack explain examples/coat-1.png --target pullover
+      cfattack explain examples/trouser-1.png --target dress
       cfattack explain shoe.png --target "Ankle boot" --space w --out report/
     """
     from tqdm import tqdm
