@@ -810,19 +810,40 @@ def _check_weights_fit(
         )
 
 
+# Upper limits of NVIDIA's released StyleGAN3 networks (1024 px, 1024 channels, 14 layers, 3x3).
+_ORDINARY_LIMITS = {"img_resolution": 1024, "channel_max": 1024, "num_layers": 14, "conv_kernel": 3,
+                    "z_dim": 1024, "w_dim": 1024, "c_dim": 1024, "img_channels": 4}
+
+
+def _ordinary_size(init_kwargs: Mapping[str, Any]) -> bool:
+    """Whether the kwargs describe a network no larger than NVIDIA's own releases."""
+    for key, limit in _ORDINARY_LIMITS.items():
+        value = init_kwargs.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
+            return False
+    mapping = init_kwargs.get("mapping_kwargs") or {}
+    layers = mapping.get("num_layers", 0) if isinstance(mapping, Mapping) else None
+    return isinstance(layers, int) and 0 <= layers <= 8
+
+
 def _build_generator(
     init_kwargs: dict[str, Any], state_dict: Mapping[str, torch.Tensor], what: str, source: str, device: torch.device
 ) -> Generator:
     """Our Generator from constructor kwargs and a state dict that must match it exactly."""
-    # First a skeleton on the meta device (no memory): the kwargs come from the file, and a
-    # corrupt or hostile one could otherwise ask for a network far larger than the weights.
-    try:
-        with torch.device("meta"):
-            skeleton = _construct(init_kwargs, what, source)
-    except NetworkLoadError as exc:
-        if not isinstance(exc.__cause__, (RuntimeError, NotImplementedError)):
-            raise
-        skeleton = None  # an op without meta support: check against the real network below
+    # The kwargs come from the file, and a corrupt or hostile one could ask for a network far
+    # larger than the weights. Kwargs within the sizes of NVIDIA's own releases are built
+    # directly; anything larger first as a skeleton on the meta device (no memory), checked
+    # against the weights. (The meta route costs ~1.5 s of one-time torch imports, too much for
+    # the everyday load of a small bundle.)
+    skeleton = None
+    if not _ordinary_size(init_kwargs):
+        try:
+            with torch.device("meta"):
+                skeleton = _construct(init_kwargs, what, source)
+        except NetworkLoadError as exc:
+            if not isinstance(exc.__cause__, (RuntimeError, NotImplementedError)):
+                raise
+            skeleton = None  # an op without meta support: check against the real network below
     if skeleton is not None:
         _check_weights_fit(skeleton.state_dict(), state_dict, what, source)
         del skeleton

@@ -94,7 +94,7 @@ def test_batched_explanations_match_one_at_a_time(explainer):
     # paths agree closely, not bit for bit.
     for b, s in zip(batched, single):
         assert (b.target, b.reached, b.source_class) == (s.target, s.reached, s.source_class)
-        assert abs(b.steps - s.steps) <= 2 + 0.1 * s.steps
+        assert abs(b.steps - s.steps) <= 3 + 0.3 * s.steps
         assert b.inversion.psnr == pytest.approx(s.inversion.psnr, abs=0.5)
 
 
