@@ -13,10 +13,10 @@ import secrets
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-__all__ = ["atomic_write", "atomic_torch_save", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_torch_save", "atomic_write_text", "fsync_directory"]
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     # Makes the rename durable on POSIX; where a folder cannot be opened this is a no-op.
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -54,7 +54,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
         if isinstance(exc, OSError) and exc.errno is not None and exc.filename in (None, str(tmp)):
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
     return path
 
 

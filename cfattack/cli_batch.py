@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from cfattack.cli_explain import explain_config, explain_options, require_cuda
+
 __all__ = ["batch", "main"]
 
 
@@ -34,20 +36,7 @@ __all__ = ["batch", "main"]
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N items.")
 @click.option("--restart", is_flag=True, help="Discard the folder's earlier results (needed after a config change).")
 @click.option("--retry-failed", is_flag=True, help="Explain again the items that failed before.")
-@click.option("--steps", type=click.IntRange(1, 100_000), default=500, show_default=True, help="Most attack steps.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
-              help="Attack step size (Adam).")
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
-              show_default=True, help="Stop an item at the first iterate whose target probability exceeds this.")
-@click.option("--space", type=click.Choice(["w", "w+", "pixel"]), default="w+", show_default=True,
-              help="Move one w, every W+ entry, or the pixels.")
-@click.option("--objective", type=click.Choice(["probability", "log_probability", "margin"]),
-              default="probability", show_default=True, help="Quantity the attack raises.")
-@click.option("--proximity", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Weight of the penalty on mean((ws - ws0)^2).")
-@click.option("--inversion-steps", type=click.IntRange(0, 100_000), default=100, show_default=True,
-              help="Optimisation steps refining the encoder's inversion.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random draws.")
+@explain_options
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="cuda: under torchrun, rank r uses GPU LOCAL_RANK (NCCL); cpu uses gloo.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -72,24 +61,15 @@ def batch(source: Path, target: str | None, targets_from: Path | None, out: Path
     """
     from cfattack.batch.distributed import world_from_env
     from cfattack.batch.runner import BatchJob
-    from cfattack.config import AttackConfig, InversionConfig
     from cfattack.errors import InvalidInputError
-    from cfattack.explanation import ExplainConfig
 
     if target is None and targets_from is None and source.suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
         raise InvalidInputError(
             "give --target NAME or --targets-from MANIFEST (or a manifest INPUT with a target column)"
         )
     if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise InvalidInputError("--device cuda: no CUDA GPU is visible to torch (see 'cfattack doctor')")
-    config = ExplainConfig(
-        attack=AttackConfig(steps=steps, lr=lr, threshold=threshold, space=space, objective=objective,
-                            proximity_weight=proximity, seed=seed),
-        inversion=InversionConfig(steps=inversion_steps),
-    )
+        require_cuda()
+    config = explain_config(steps, lr, threshold, space, objective, proximity, inversion_steps, seed)
     rank = world_from_env()[0]
 
     def log(line: str) -> None:

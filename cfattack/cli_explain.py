@@ -17,7 +17,7 @@ import click
 
 from cfattack.errors import InvalidInputError
 
-__all__ = ["explain", "default_out_dir", "format_summary"]
+__all__ = ["explain", "default_out_dir", "explain_config", "explain_options", "format_summary", "require_cuda"]
 
 _STAGES = ("load bundle", "classify", "invert", "attack", "attribute", "write report")
 
@@ -58,6 +58,52 @@ def format_summary(explanation: Any, top: int = 5) -> list[str]:
     return lines
 
 
+_EXPLAIN_OPTIONS = (
+    click.option("--steps", type=click.IntRange(1, 100_000), default=500, show_default=True, help="Most attack steps."),
+    click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
+                 help="Attack step size (Adam)."),
+    click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
+                 show_default=True, help="Stop at the first iterate whose target probability exceeds this."),
+    click.option("--space", type=click.Choice(["w", "w+", "pixel"]), default="w+", show_default=True,
+                 help="Move one w, every W+ entry, or the pixels (the noisy baseline)."),
+    click.option("--objective", type=click.Choice(["probability", "log_probability", "margin"]),
+                 default="probability", show_default=True, help="Quantity the attack raises."),
+    click.option("--proximity", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                 help="Weight of the penalty on mean((ws - ws0)^2)."),
+    click.option("--inversion-steps", type=click.IntRange(0, 100_000), default=100, show_default=True,
+                 help="Optimisation steps refining the encoder's inversion."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random draws."),
+)
+
+
+def explain_options(command: Any) -> Any:
+    """Add the explanation settings shared by ``explain`` and ``batch`` (see `explain_config`)."""
+    for option in reversed(_EXPLAIN_OPTIONS):
+        command = option(command)
+    return command
+
+
+def explain_config(steps: int, lr: float, threshold: float, space: str, objective: str, proximity: float,
+                   inversion_steps: int, seed: int) -> Any:
+    """The `ExplainConfig` those options describe."""
+    from cfattack.config import AttackConfig, InversionConfig
+    from cfattack.explanation import ExplainConfig
+
+    return ExplainConfig(
+        attack=AttackConfig(steps=steps, lr=lr, threshold=threshold, space=space, objective=objective,
+                            proximity_weight=proximity, seed=seed),
+        inversion=InversionConfig(steps=inversion_steps),
+    )
+
+
+def require_cuda() -> None:
+    """Refuse ``--device cuda`` in one line when torch sees no GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise InvalidInputError("--device cuda: no CUDA GPU is visible to torch (see 'cfattack doctor')")
+
+
 @click.command()
 @click.argument("image", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--target", required=True, help="Class the counterfactual should have (name, alias or index).")
@@ -66,20 +112,7 @@ def format_summary(explanation: Any, top: int = 5) -> list[str]:
 @click.option("--classifier", default=None, help="Classifier of the bundle to explain (default: the bundle's).")
 @click.option("--out", "outdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder [default: explanations/<image>-to-<target>].")
-@click.option("--steps", type=click.IntRange(1, 100_000), default=500, show_default=True, help="Most attack steps.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
-              help="Attack step size (Adam).")
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
-              show_default=True, help="Stop at the first iterate whose target probability exceeds this.")
-@click.option("--space", type=click.Choice(["w", "w+", "pixel"]), default="w+", show_default=True,
-              help="Move one w, every W+ entry, or the pixels (the noisy baseline).")
-@click.option("--objective", type=click.Choice(["probability", "log_probability", "margin"]),
-              default="probability", show_default=True, help="Quantity the attack raises.")
-@click.option("--proximity", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Weight of the penalty on mean((ws - ws0)^2).")
-@click.option("--inversion-steps", type=click.IntRange(0, 100_000), default=100, show_default=True,
-              help="Optimisation steps refining the encoder's inversion.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random draws.")
+@explain_options
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def explain(image: Path, target: str, bundle_name: str, classifier: str | None, outdir: Path | None, steps: int,
@@ -94,16 +127,9 @@ def explain(image: Path, target: str, bundle_name: str, classifier: str | None, 
     """
     from tqdm import tqdm
 
-    from cfattack.config import AttackConfig, InversionConfig
-    from cfattack.explanation import ExplainConfig
-
     if not image.exists():
         raise InvalidInputError(f"image file not found: {image}")
-    config = ExplainConfig(
-        attack=AttackConfig(steps=steps, lr=lr, threshold=threshold, space=space, objective=objective,
-                            proximity_weight=proximity, seed=seed),
-        inversion=InversionConfig(steps=inversion_steps),
-    )
+    config = explain_config(steps, lr, threshold, space, objective, proximity, inversion_steps, seed)
     bar = tqdm(total=len(_STAGES), disable=quiet or not sys.stderr.isatty(), leave=False, bar_format="{desc:<14} {bar} {n_fmt}/{total_fmt}")
 
     def stage(name: str) -> None:
@@ -112,7 +138,7 @@ def explain(image: Path, target: str, bundle_name: str, classifier: str | None, 
 
     stage("load bundle")
     if device == "cuda":
-        _require_cuda()
+        require_cuda()
     from cfattack.explainer import Explainer
 
     explainer = Explainer(bundle_name, config, device=device)
@@ -126,9 +152,3 @@ def explain(image: Path, target: str, bundle_name: str, classifier: str | None, 
         click.echo(line)
     click.echo(f"report: {files['html']} (+ {', '.join(p.name for k, p in files.items() if k != 'html')})")
 
-
-def _require_cuda() -> None:
-    import torch
-
-    if not torch.cuda.is_available():
-        raise InvalidInputError("--device cuda: no CUDA GPU is visible to torch (see 'cfattack doctor')")

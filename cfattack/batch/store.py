@@ -34,7 +34,7 @@ from typing import Any, Iterable, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from cfattack.atomic import atomic_write, atomic_write_text
+from cfattack.atomic import atomic_write, atomic_write_text, fsync_directory
 from cfattack.config import FrozenConfig
 from cfattack.errors import InvalidInputError
 from cfattack.explanation import ExplainConfig
@@ -207,20 +207,7 @@ class Journal:
         finally:
             os.close(fd)
         if created:
-            _fsync_directory(self.path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+            fsync_directory(self.path.parent)
 
 
 class JobStore:
