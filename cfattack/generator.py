@@ -104,23 +104,35 @@ def design_lowpass_filter(
     Returns None for a single tap (identity filter); otherwise float32 [numtaps] or
     [numtaps, numtaps]. Both use a Kaiser window sized for a transition band of ``width``.
     """
-    import scipy.signal
-    import scipy.special
-
     if numtaps < 1:
         raise ValueError(f"numtaps must be >= 1, got {numtaps}")
     if numtaps == 1:
         return None
+    # Kaiser's empirical formulas: the stop-band attenuation (dB) a filter of this length can
+    # reach over a transition band of ``width`` (as a fraction of Nyquist), and the window's beta.
+    atten = 2.285 * (numtaps - 1) * np.pi * (width / (fs / 2)) + 7.95
+    if atten > 50:
+        beta = 0.1102 * (atten - 8.7)
+    elif atten > 21:
+        beta = 0.5842 * (atten - 21) ** 0.4 + 0.07886 * (atten - 21)
+    else:
+        beta = 0.0
+    window = np.kaiser(numtaps, beta)
     if not radial:
-        taps = scipy.signal.firwin(numtaps=numtaps, cutoff=cutoff, width=width, fs=fs)
-        return torch.as_tensor(taps, dtype=torch.float32)
+        # Ideal low-pass (a sinc at the cutoff) times the window, normalised to unit DC gain.
+        # Plain numpy on purpose: this runs while a network is built, and importing
+        # scipy.signal for it cost about a second of every CLI call.
+        relative_cutoff = 2 * cutoff / fs  # as a fraction of Nyquist
+        taps = relative_cutoff * np.sinc(relative_cutoff * (np.arange(numtaps) - (numtaps - 1) / 2))
+        taps = taps * window
+        return torch.as_tensor(taps / np.sum(taps), dtype=torch.float32)
 
     # Radially symmetric: the 2-D ideal low-pass is a jinc, J1(2 pi fc r) / (pi r).
+    import scipy.special  # only the radial (config R) filters need a Bessel function
+
     coords = (np.arange(numtaps) - (numtaps - 1) / 2) / fs
     radius = np.hypot(*np.meshgrid(coords, coords))
     taps = scipy.special.j1(2 * cutoff * (np.pi * radius)) / (np.pi * radius)
-    beta = scipy.signal.kaiser_beta(scipy.signal.kaiser_atten(numtaps, width / (fs / 2)))
-    window = np.kaiser(numtaps, beta)
     taps = taps * np.outer(window, window)
     taps = taps / np.sum(taps)
     return torch.as_tensor(taps, dtype=torch.float32)

@@ -128,9 +128,9 @@ class _Run:
         if state.get("format") != _CHECKPOINT_FORMAT:
             raise InvalidInputError(f"not a cfattack GAN training checkpoint (format {state.get('format')!r})")
         saved = GanTrainingConfig.model_validate(state["config"])
-        if saved.model_dump(exclude={"total_kimg", "snapshot_kimg", "threads"}) != self.config.model_dump(
-            exclude={"total_kimg", "snapshot_kimg", "threads"}
-        ):
+        # Length, snapshot spacing, threads and device may change between pieces of one run.
+        free = {"total_kimg", "snapshot_kimg", "threads", "device"}
+        if saved.model_dump(exclude=free) != self.config.model_dump(exclude=free):
             raise InvalidInputError("the checkpoint was written with a different training config; "
                                     "use a new output directory or the same settings")
         self.G.load_state_dict(state["G"])
@@ -241,7 +241,7 @@ def train_gan(
     run = _Run(config, data)
     ckpt_path = out / CHECKPOINT_NAME
     if ckpt_path.exists():
-        run.load(torch.load(ckpt_path, map_location=run.device, weights_only=True))
+        run.load(torch.load(ckpt_path, map_location="cpu", weights_only=True))  # load_state_dict moves it
     (out / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
 
     total_images = int(config.total_kimg * 1000)

@@ -64,3 +64,21 @@ def test_bad_input(G):
         inv.invert(torch.zeros(2, 3, 16, 16))
     with pytest.raises(InvalidInputError, match="NaN"):
         inv.invert(torch.full((1, 1, 16, 16), float("nan")))
+
+
+def test_hand_written_adam_matches_torch_adam_bit_for_bit():
+    from cfattack.inversion import _Adam
+
+    gen = torch.Generator().manual_seed(0)
+    target = torch.randn(3, 5, 7, generator=gen)
+    ours = torch.randn(3, 5, 7, generator=gen).requires_grad_(True)
+    theirs = ours.detach().clone().requires_grad_(True)
+    opt_ours, opt_theirs = _Adam(ours, lr=0.05), torch.optim.Adam([theirs], lr=0.05)
+    for _ in range(25):
+        ((ours - target) ** 3).abs().sum().backward()
+        opt_ours.step()
+        opt_theirs.zero_grad()
+        ((theirs - target) ** 3).abs().sum().backward()
+        opt_theirs.step()
+    assert ours.grad is None
+    assert torch.equal(ours.detach(), theirs.detach())

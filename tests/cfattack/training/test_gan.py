@@ -82,6 +82,14 @@ def test_resume_refuses_a_different_config(tmp_path, tiny_data):
     assert longer.step == 2
 
 
+def test_resume_on_another_device_string_is_allowed(tmp_path, tiny_data):
+    """A run started on one device may continue on another (GPU pieces, CPU pieces)."""
+    train_gan(GanTrainingConfig(**{**TINY, "total_kimg": 0.008}), tmp_path, progress=False, data=tiny_data)
+    more = train_gan(GanTrainingConfig(**{**TINY, "total_kimg": 0.016, "device": "cpu:0"}), tmp_path,
+                     progress=False, data=tiny_data)
+    assert more.step == 2
+
+
 def test_conditional_training_runs(tmp_path, tiny_data):
     cfg = GanTrainingConfig(**{**TINY, "total_kimg": 0.016, "conditional": True})
     result = train_gan(cfg, tmp_path, progress=False, data=tiny_data)
