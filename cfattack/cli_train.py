@@ -146,20 +146,33 @@ def train_encoder_command(out_dir: Path, config_file: Path | None, max_minutes: 
 @train.command("classifier")
 @_with_common
 @click.option("--data", default=None, help="fashion-mnist (default), mnist-5k or a folder root/<class>/*.png.")
-@click.option("--loss", default=None, help="Training loss by name (ce, ...).")
+@click.option("--loss", default=None,
+              help="Training loss: ce (default), latent_boost, lcc or semantic; their weights and schedules "
+                   "are config fields (latent_boost_*, lcc_*, semantic_*, ce_weight) for --config.")
 @click.option("--head", type=click.Choice(["linear", "offset_l2"]), default=None, help="Classification head.")
+@click.option("--backbone", type=click.Choice(["cnn", "mlp"]), default=None,
+              help="cnn (default) or mlp (one hidden layer = the embedding; the OffsetL2 paper's model).")
+@click.option("--activation", type=click.Choice(["relu", "abs"]), default=None, help="Hidden activation of --backbone mlp.")
 @click.option("--epochs", type=int, default=None, help="Passes over the training split.")
 @click.option("--batch", type=int, default=None, help="Images per step.")
 @click.option("--lr", type=float, default=None, help="Peak learning rate.")
 @click.option("--width", type=int, default=None, help="Channels of the first conv stage.")
 @click.option("--embedding-dim", type=int, default=None, help="Size of the explicit embedding.")
+@click.option("--max-train-images", type=int, default=None, help="Use only the first N training images (timing, smoke tests).")
+@click.option("--max-eval-images", type=int, default=None, help="Use only the first N val and test images.")
 def train_classifier_command(out_dir: Path, config_file: Path | None, max_minutes: float | None, quiet: bool,
                              **options: Any) -> None:
     """Train a classifier with an explicit embedding (best validation epoch is kept).
 
+    Writes config.json, checkpoint.pt (resumable: run the same command again), metrics.json
+    (per-epoch history; test accuracy, macro-F1, embedding silhouette, Davies-Bouldin, kNN
+    purity, dead units, mistake severity) and classifier.pt.
+
     \b
     Examples:
       cfattack train classifier --out runs/clf --data fashion-mnist --epochs 15
+      cfattack train classifier --out runs/zoo/lcc --loss lcc --head linear --threads 1
+      cfattack train classifier --out runs/abs-l2 --data mnist-5k --backbone mlp --activation abs --head offset_l2
     """
     from cfattack.config import ClassifierTrainingConfig
     from cfattack.training.classifier import train_classifier

@@ -86,8 +86,15 @@ class ClassifierTrainingConfig(FrozenConfig):
     """Settings of `cfattack train classifier` (backbone + head trained on a labelled dataset)."""
 
     data: str = Field("fashion-mnist", description="fashion-mnist, mnist-5k, or an image folder root/<class>/*.png.")
-    loss: str = Field("ce", min_length=1, description="Training loss by name (cfattack.training.classifier.LOSSES).")
+    loss: str = Field(
+        "ce", min_length=1,
+        description="Training loss by name (cfattack.classifiers.losses.LOSSES): ce, latent_boost, lcc, semantic.",
+    )
     head: Literal["linear", "offset_l2"] = Field("linear", description="Classification head on the embedding.")
+    backbone: Literal["cnn", "mlp"] = Field(
+        "cnn", description="cnn (three conv stages) or mlp (one hidden layer = the embedding, as in Oursland 2025)."
+    )
+    activation: Literal["relu", "abs"] = Field("relu", description="Hidden activation of the mlp backbone (the cnn uses relu).")
     embedding_dim: int = Field(128, ge=2, description="Size of the classifier's explicit embedding.")
     width: int = Field(32, ge=1, description="Channels of the first conv stage (then 2x and 4x).")
     dropout: float = Field(0.3, ge=0, lt=1, description="Dropout before the embedding projection.")
@@ -108,6 +115,38 @@ class ClassifierTrainingConfig(FrozenConfig):
     seed: int = Field(0, description="Seed of every random draw (init, data order, augmentation, dropout).")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None = torch's default).")
     device: str = Field("cpu", description="torch device for training.")
+    # Latent-structuring losses (cfattack.classifiers.losses); each reads only its own fields.
+    ce_weight: float = Field(1.0, ge=0, description="Weight of cross-entropy in latent_boost, lcc and semantic.")
+    latent_boost_weight: float = Field(
+        0.5, ge=0, description="latent_boost: final weight of the Magnet term (reached after its warm-up)."
+    )
+    latent_boost_warmup_epochs: int = Field(
+        1, ge=0, description="latent_boost: epochs over which the Magnet weight rises linearly from 0."
+    )
+    latent_boost_alpha_start: float = Field(0.0, ge=0, description="latent_boost: Magnet margin alpha at epoch 0.")
+    latent_boost_alpha_end: float = Field(
+        1.0, ge=0, description="latent_boost: Magnet margin alpha at the last epoch (linear in between)."
+    )
+    latent_boost_pca_dim: int | None = Field(
+        None, ge=1, description="latent_boost: measure the term in the batch's top principal directions (None = full embedding)."
+    )
+    lcc_weight: float = Field(1.0, ge=0, description="lcc: weight of the cluster-correction term.")
+    lcc_warmup_epochs: int = Field(3, ge=0, description="lcc: epochs of plain CE before the first reclustering.")
+    lcc_k: int = Field(5, ge=1, description="lcc: neighbours of the kNN graph and of the target means.")
+    lcc_resolution: float = Field(1.0, gt=0, description="lcc: Louvain resolution.")
+    lcc_max_samples: int | None = Field(
+        20000, ge=10, description="lcc: recluster a random subset of this many training images per epoch (None = all)."
+    )
+    semantic_weight: float = Field(1.0, ge=0, description="semantic: weight of KL(soft target || prediction).")
+    semantic_temperature: float = Field(
+        0.5, gt=0, description="semantic: soft target of class y is softmax(-hierarchy distance / temperature)."
+    )
+
+    @model_validator(mode="after")
+    def _activation_needs_mlp(self) -> "ClassifierTrainingConfig":
+        if self.backbone == "cnn" and self.activation != "relu":
+            raise ValueError(f"activation {self.activation!r} needs backbone 'mlp' (the cnn uses relu)")
+        return self
 
 
 __all__ += ["ClassifierTrainingConfig"]

@@ -1,6 +1,11 @@
 """Classification and distribution metrics measured with our own classifiers.
 
-Label metrics (numpy, no scikit-learn): `accuracy`, `macro_f1`, `confusion_matrix`.
+Label metrics (numpy, no scikit-learn): `accuracy`, `macro_f1`, `confusion_matrix`, and
+`mistake_severity` (mean hierarchical distance of the errors, for a class hierarchy such as
+`cfattack.classifiers.hierarchy.FASHION_MNIST_HIERARCHY`).
+Latent-space structure of an embedding [N, D] with labels [N]: `silhouette` and `davies_bouldin`
+(scikit-learn, the optional extra ``cfattack[zoo]``), `knn_purity`, `dead_units`, and
+`embedding_metrics` for all of them at once.
 Embedding metrics: `embed_images` runs a classifier's explicit embedding over many images;
 `frechet_distance` compares two feature sets by the Fréchet distance of the Gaussians fitted to
 them. Measured in *our classifier's* embedding this is not FID (which uses Inception-v3 features)
@@ -30,6 +35,12 @@ __all__ = [
     "embed_images",
     "frechet_distance",
     "class_coverage",
+    "mistake_severity",
+    "silhouette",
+    "davies_bouldin",
+    "knn_purity",
+    "dead_units",
+    "embedding_metrics",
 ]
 
 ArrayLike = np.ndarray | torch.Tensor | Sequence
@@ -207,3 +218,126 @@ def class_coverage(
             name: float(cc / c) if c else 0.0 for name, c, cc in zip(names, counts, confident_counts)
         },
     }
+
+
+# -- hierarchy-aware errors -------------------------------------------------------------------------
+
+
+def mistake_severity(y_true: ArrayLike, y_pred: ArrayLike, distances: ArrayLike) -> float:
+    """Mean hierarchical distance d[y_true, y_pred] over the misclassified samples (0.0 if none).
+
+    ``distances`` [K, K] holds the class distances, e.g. lowest-common-ancestor heights from
+    `cfattack.classifiers.hierarchy.ClassHierarchy.distance_matrix`. Lower is better: the errors
+    are between closer classes. Only errors count, so it complements (not replaces) accuracy.
+    """
+    t, p = _pair(y_true, y_pred)
+    d = np.asarray(distances, dtype=np.float64)
+    if d.ndim != 2 or d.shape[0] != d.shape[1]:
+        raise InvalidInputError(f"distances must be a square [K, K] matrix, got shape {d.shape}")
+    if max(t.max(), p.max()) >= d.shape[0]:
+        raise InvalidInputError(f"a class index {max(t.max(), p.max())} has no row in the "
+                                f"{d.shape[0]}x{d.shape[0]} distances")
+    wrong = t != p
+    return float(d[t[wrong], p[wrong]].mean()) if wrong.any() else 0.0
+
+
+# -- embedding structure ----------------------------------------------------------------------------
+
+
+def _embedding_and_labels(
+    embeddings: ArrayLike, labels: ArrayLike, min_classes: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    x = embeddings.detach().cpu().double().numpy() if isinstance(embeddings, torch.Tensor) \
+        else np.asarray(embeddings, np.float64)
+    if x.ndim != 2:
+        raise InvalidInputError(f"embeddings must be [N, D], got shape {x.shape}")
+    y = _labels(labels, "labels")
+    if y.shape[0] != x.shape[0]:
+        raise InvalidInputError(f"{x.shape[0]} embeddings but {y.shape[0]} labels")
+    if not np.all(np.isfinite(x)):
+        raise InvalidInputError("embeddings contain NaN or infinite values")
+    n_classes = len(np.unique(y))
+    if n_classes < min_classes or n_classes >= x.shape[0]:
+        raise InvalidInputError(f"needs between {min_classes} and N - 1 = {x.shape[0] - 1} distinct labels, "
+                                f"got {n_classes}")
+    return x, y
+
+
+def _sklearn_metrics():
+    try:
+        from sklearn import metrics as skm
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError("silhouette and Davies-Bouldin need scikit-learn: "
+                                  "pip install 'cfattack[zoo]'") from exc
+    return skm
+
+
+def silhouette(embeddings: ArrayLike, labels: ArrayLike) -> float:
+    """Mean silhouette coefficient of the label clusters in embeddings [N, D] (Euclidean).
+
+    s(i) = (b_i - a_i) / max(a_i, b_i), a_i the mean distance to the other samples of its class,
+    b_i the smallest mean distance to another class. In [-1, 1]; higher = tighter, better
+    separated classes. O(N^2) time (scikit-learn's chunked implementation).
+    """
+    x, y = _embedding_and_labels(embeddings, labels, min_classes=2)
+    return float(_sklearn_metrics().silhouette_score(x, y, metric="euclidean"))
+
+
+def davies_bouldin(embeddings: ArrayLike, labels: ArrayLike) -> float:
+    """Davies-Bouldin index of the label clusters in embeddings [N, D]; lower is better (>= 0).
+
+    DB = mean_i max_{j != i} (s_i + s_j) / ||c_i - c_j||, with c_i the class centroid and s_i
+    the mean distance of its samples to it.
+    """
+    x, y = _embedding_and_labels(embeddings, labels, min_classes=2)
+    return float(_sklearn_metrics().davies_bouldin_score(x, y))
+
+
+def knn_purity(embeddings: ArrayLike, labels: ArrayLike, k: int = 10, chunk: int = 1024) -> float:
+    """Mean share of each sample's k nearest other samples (Euclidean) that share its label.
+
+    1.0 when every neighbourhood is pure; about sum_c p_c^2 for labels unrelated to the embedding.
+    """
+    x, y = _embedding_and_labels(embeddings, labels)
+    n = x.shape[0]
+    if not 1 <= k < n:
+        raise InvalidInputError(f"k must be in [1, {n - 1}] for {n} samples, got {k}")
+    xt = torch.from_numpy(x)
+    sq = xt.square().sum(dim=1)
+    yt = torch.from_numpy(y)
+    same = 0
+    for start in range(0, n, chunk):
+        block = xt[start:start + chunk]
+        d = sq[start:start + chunk, None] + sq[None, :] - 2 * block @ xt.T
+        rows = torch.arange(block.shape[0])
+        d[rows, rows + start] = float("inf")
+        nearest = d.topk(k, dim=1, largest=False).indices
+        same += int((yt[nearest] == yt[start:start + chunk, None]).sum())
+    return same / (n * k)
+
+
+def dead_units(embeddings: ArrayLike, atol: float = 0.0) -> int:
+    """Number of embedding units [N, D] -> D columns that never exceed ``atol`` in absolute value.
+
+    A ReLU unit that is zero for every input of a data set is "dead": it carries no
+    information and receives no gradient (Oursland, arXiv 2502.02103, counts them).
+    """
+    x = embeddings.detach().cpu().double().numpy() if isinstance(embeddings, torch.Tensor) \
+        else np.asarray(embeddings, np.float64)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise InvalidInputError(f"embeddings must be a non-empty [N, D] array, got shape {x.shape}")
+    return int(np.sum(np.all(np.abs(x) <= atol, axis=0)))
+
+
+def embedding_metrics(embeddings: ArrayLike, labels: ArrayLike, k: int = 10) -> dict:
+    """All structure metrics of embeddings [N, D] with labels [N] as a JSON-ready dict.
+
+    ``{"silhouette", "davies_bouldin", "knn_purity", "knn_k", "dead_units", "embedding_dim"}``;
+    silhouette and Davies-Bouldin are None when scikit-learn is missing.
+    """
+    try:
+        sil, db = silhouette(embeddings, labels), davies_bouldin(embeddings, labels)
+    except ModuleNotFoundError:
+        sil = db = None
+    return {"silhouette": sil, "davies_bouldin": db, "knn_purity": knn_purity(embeddings, labels, k=k),
+            "knn_k": k, "dead_units": dead_units(embeddings), "embedding_dim": int(np.shape(embeddings)[1])}

@@ -10,6 +10,11 @@ Layout (``width`` w): three stages of two 3x3 conv + batchnorm + ReLU, each foll
 max pooling (32 -> 16 -> 8 -> 4; channels w, 2w, 4w); adaptive average pooling to 4x4 (so other
 resolutions work too), dropout, Linear to D, batchnorm, ReLU. With w = 32 and D = 128 it has
 about 0.55 M parameters and runs forward+backward in a few ms per image on one CPU core.
+
+`MLPBackbone` is the one-hidden-layer perceptron of Oursland (arXiv 2502.02103): flattened
+pixels -> Linear -> ReLU or Abs = the embedding (784 -> 128 there; 1024 -> D for our 32x32
+images). With a linear head it is the paper's "ReLU"/"Abs" model, with an OffsetL2 head its
+"ReLU-L2"/"Abs-L2" model.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from torch import nn
 
 from cfattack.classifiers.heads import HEADS
 
-__all__ = ["Backbone", "Classifier", "build_classifier", "FACTORY_NAME"]
+__all__ = ["Backbone", "MLPBackbone", "Classifier", "build_classifier", "FACTORY_NAME", "BACKBONES", "ACTIVATIONS"]
 
 FACTORY_NAME = "cfattack.classifiers:build_classifier"
 """How checkpoints name the function that rebuilds a classifier from its kwargs."""
@@ -60,6 +65,42 @@ class Backbone(nn.Module):
         """x [N, C, H, W] -> embedding [N, D]."""
         assert x.ndim == 4 and x.shape[1] == self.in_channels, x.shape
         return self.project(self.features(x))
+
+
+class _Abs(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.abs()
+
+
+ACTIVATIONS = {"relu": nn.ReLU, "abs": _Abs}
+"""Hidden activations of `MLPBackbone` by name."""
+
+
+class MLPBackbone(nn.Module):
+    """Images [N, C, S, S] -> embedding act(W x + b) [N, embedding_dim], x the flattened pixels.
+
+    Args:
+        in_channels: C.
+        image_size: S (the Linear layer reads C * S * S values).
+        embedding_dim: D, the hidden width.
+        activation: ``"relu"`` or ``"abs"``.
+    """
+
+    def __init__(self, in_channels: int = 1, image_size: int = 32, embedding_dim: int = 128,
+                 activation: str = "relu") -> None:
+        super().__init__()
+        self.in_channels, self.image_size, self.embedding_dim = in_channels, image_size, embedding_dim
+        self.project = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * image_size * image_size, embedding_dim),
+                                     ACTIVATIONS[activation]())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N, C, S, S] -> embedding [N, D]."""
+        assert x.ndim == 4 and x.shape[1:] == (self.in_channels, self.image_size, self.image_size), x.shape
+        return self.project(x)
+
+
+BACKBONES = ("cnn", "mlp")
+"""Backbone names `build_classifier` accepts."""
 
 
 class Classifier(nn.Module):
@@ -111,6 +152,9 @@ def build_classifier(
     head: str = "linear",
     width: int = 32,
     dropout: float = 0.3,
+    backbone: str = "cnn",
+    activation: str = "relu",
+    image_size: int = 32,
 ) -> Classifier:
     """A freshly initialised `Classifier` (in training mode).
 
@@ -119,8 +163,14 @@ def build_classifier(
         in_channels: image channels C.
         embedding_dim: D, size of the explicit embedding.
         head: ``"linear"`` or ``"offset_l2"`` (see `cfattack.classifiers.heads`).
-        width: channels of the first conv stage (then 2x, 4x).
-        dropout: dropout probability before the embedding projection.
+        width: channels of the first conv stage (then 2x, 4x); CNN only.
+        dropout: dropout probability before the embedding projection; CNN only.
+        backbone: ``"cnn"`` (`Backbone`) or ``"mlp"`` (`MLPBackbone`).
+        activation: hidden activation of the MLP, ``"relu"`` or ``"abs"`` (the CNN uses ReLU).
+        image_size: input side length the MLP reads (the CNN takes any size).
+
+    Checkpoints record ``backbone``, ``activation`` and ``image_size`` only for an MLP, so
+    CNN checkpoints keep the keyword arguments they always had.
 
     Raises:
         ValueError: an argument is out of range or ``head`` is unknown.
@@ -135,7 +185,20 @@ def build_classifier(
         raise ValueError(f"head must be one of {', '.join(sorted(HEADS))}; got {head!r}")
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}; got {backbone!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(sorted(ACTIVATIONS))}; got {activation!r}")
+    if backbone == "cnn" and activation != "relu":
+        raise ValueError(f"the cnn backbone uses relu; activation {activation!r} needs backbone='mlp'")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
     kwargs = dict(num_classes=num_classes, in_channels=in_channels, embedding_dim=embedding_dim,
                   head=head, width=width, dropout=float(dropout))
-    backbone = Backbone(in_channels=in_channels, width=width, embedding_dim=embedding_dim, dropout=float(dropout))
-    return Classifier(backbone, HEADS[head](embedding_dim, num_classes), factory_kwargs=kwargs)
+    if backbone == "mlp":
+        kwargs |= dict(backbone=backbone, activation=activation, image_size=image_size)
+        net: nn.Module = MLPBackbone(in_channels=in_channels, image_size=image_size, embedding_dim=embedding_dim,
+                                     activation=activation)
+    else:
+        net = Backbone(in_channels=in_channels, width=width, embedding_dim=embedding_dim, dropout=float(dropout))
+    return Classifier(net, HEADS[head](embedding_dim, num_classes), factory_kwargs=kwargs)

@@ -1,11 +1,13 @@
 """Train a classifier (backbone + head) on a labelled image dataset, resumably, on CPU or GPU.
 
-The loss is chosen by name from `LOSSES`, so new training objectives (Latent Boost, LCC,
-semantic targets) plug in without touching the loop. A loss is an ``nn.Module`` called as
-``loss_fn(logits [N, K], embedding [N, D], labels [N]) -> scalar``; it may define
-``on_epoch_start(model=, data=, epoch=, rng=)`` (e.g. to recluster the training embeddings)
-and keep state in its ``state_dict`` (checkpointed with the run). Its parameters, if any, are
-optimised with the model's.
+The loss is chosen by name from `LOSSES` (`cfattack.classifiers.losses`: ce, latent_boost,
+lcc, semantic), so new training objectives plug in without touching the loop. A loss is an
+``nn.Module`` called as ``loss_fn(logits [N, K], embedding [N, D], labels [N]) -> scalar``
+(plus ``index=`` [N], the batch's training-set rows, if it sets ``wants_index``); it may define
+``on_epoch_start(model=, data=, epoch=, rng=)`` (e.g. to recluster the training embeddings),
+``parts`` (named components of the last value, averaged per epoch into the history) and
+``epoch_record()`` (extra per-epoch figures), and keeps state in its ``state_dict``
+(checkpointed with the run). Its parameters, if any, are optimised with the model's.
 
 Every random draw (data order, translation) comes from one seeded ``torch.Generator``; dropout
 uses torch's global generator. Both states are checkpointed, so a run stopped anywhere
@@ -16,6 +18,9 @@ uses torch's global generator. Both states are checkpointed, so a run stopped an
 
 Model selection: the weights of the epoch with the best validation accuracy are kept, scored
 on the test split, and saved as ``classifier.pt`` (`cfattack.classifiers` checkpoint format).
+The final scores include the embedding's structure (silhouette, Davies-Bouldin, kNN purity,
+dead units; `cfattack.metrics.embedding_metrics`) and, where a class hierarchy is known
+(Fashion-MNIST), the mistake severity.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -36,9 +41,11 @@ from torch import nn
 
 from cfattack.atomic import atomic_torch_save, atomic_write_text
 from cfattack.classifiers import Classifier, build_classifier, save_classifier_checkpoint
+from cfattack.classifiers.hierarchy import hierarchy_for
+from cfattack.classifiers.losses import LOSSES, CrossEntropy
 from cfattack.config import ClassifierTrainingConfig
 from cfattack.errors import InvalidInputError
-from cfattack.metrics import accuracy, confusion_matrix, macro_f1
+from cfattack.metrics import accuracy, confusion_matrix, embedding_metrics, macro_f1, mistake_severity, silhouette
 from cfattack.training.augment import random_translate
 from cfattack.training.data import ImageDataset, load_dataset
 
@@ -61,23 +68,6 @@ _RESUME_MAY_CHANGE = {"threads", "device", "eval_batch"}
 
 
 # ---------------------------------------------------------------------------------------------
-# Losses, by name.
-
-
-class CrossEntropy(nn.Module):
-    """Plain cross-entropy on the logits; ignores the embedding."""
-
-    def forward(self, logits: torch.Tensor, embedding: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, labels)
-
-
-LOSSES: dict[str, Callable[[ClassifierTrainingConfig, int], nn.Module]] = {
-    "ce": lambda config, num_classes: CrossEntropy(),
-}
-"""Loss builders by name: ``LOSSES[config.loss](config, num_classes) -> nn.Module``."""
-
-
-# ---------------------------------------------------------------------------------------------
 # Pure helpers.
 
 
@@ -95,20 +85,45 @@ def learning_rate(config: ClassifierTrainingConfig, step: int, steps_per_epoch: 
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, data: ImageDataset, batch: int, device: torch.device) -> dict:
-    """Accuracy, macro-F1, mean cross-entropy and predictions of ``model`` on ``data`` (eval mode)."""
+def _evaluate(model: Classifier, data: ImageDataset, batch: int, device: torch.device) -> dict:
+    """Accuracy, macro-F1, mean cross-entropy, predictions and embeddings of ``model`` on ``data`` (eval mode)."""
     was_training = model.training
     model.eval()
-    logits = torch.cat([model(data.images[i:i + batch].to(device)).float().cpu()
-                        for i in range(0, len(data), batch)])
+    outputs = [model.forward_with_embedding(data.images[i:i + batch].to(device)) for i in range(0, len(data), batch)]
     model.train(was_training)
+    logits = torch.cat([o[0].float().cpu() for o in outputs])
     pred = logits.argmax(dim=1)
     return {
         "accuracy": accuracy(data.labels, pred),
         "macro_f1": macro_f1(data.labels, pred),
         "cross_entropy": float(F.cross_entropy(logits, data.labels)),
         "predictions": pred,
+        "embeddings": torch.cat([o[1].float().cpu() for o in outputs]),
     }
+
+
+def _val_silhouette(embeddings: torch.Tensor, labels: torch.Tensor) -> float | None:
+    """Silhouette of the validation embedding, or None (scikit-learn missing, too few samples or classes)."""
+    try:
+        return silhouette(embeddings, labels)
+    except (ModuleNotFoundError, InvalidInputError):
+        return None
+
+
+def _final_scores(scores: dict, data: ImageDataset) -> dict:
+    """JSON-ready final scores of one split: label metrics, embedding structure, mistake severity."""
+    out = {k: v for k, v in scores.items() if k not in ("predictions", "embeddings")}
+    n = len(data)
+    try:
+        out |= embedding_metrics(scores["embeddings"], data.labels, k=min(10, n - 1))
+    except InvalidInputError:  # too few samples or a single class: structure is undefined
+        out |= {"silhouette": None, "davies_bouldin": None, "knn_purity": None, "dead_units": None}
+    out = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+    hierarchy = hierarchy_for(data.class_names)
+    out["mistake_severity"] = (
+        mistake_severity(data.labels, scores["predictions"], hierarchy.distance_matrix()) if hierarchy else None
+    )
+    return out
 
 
 def _round_trip_float16(model: nn.Module) -> None:
@@ -171,9 +186,11 @@ class _Run:
         torch.manual_seed(config.seed)  # initial weights; dropout continues from here
         self.model: Classifier = build_classifier(
             train.num_classes, in_channels=train.images.shape[1], embedding_dim=config.embedding_dim,
-            head=config.head, width=config.width, dropout=config.dropout,
+            head=config.head, width=config.width, dropout=config.dropout, backbone=config.backbone,
+            activation=config.activation, image_size=int(train.images.shape[-1]),
         ).to(self.device).train()
-        self.loss_fn = LOSSES[config.loss](config, train.num_classes).to(self.device)
+        self.loss_fn = LOSSES[config.loss](config, tuple(train.class_names)).to(self.device)
+        self.loss_wants_index = bool(getattr(self.loss_fn, "wants_index", False))
         params = list(self.model.parameters()) + list(self.loss_fn.parameters())
         if config.optimizer == "adamw":
             self.opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -184,7 +201,7 @@ class _Run:
         self.position = 0         # completed steps inside the current epoch
         self.step = 0             # completed steps in all
         self.order: torch.Tensor | None = None  # this epoch's permutation of the training set
-        self.sums = {"loss": 0.0, "correct": 0, "seen": 0}  # running training figures of this epoch
+        self.sums = _empty_sums()  # running training figures of this epoch
         self.history: list[dict] = []
         self.best_accuracy = -1.0
         self.best_epoch = 0
@@ -200,8 +217,9 @@ class _Run:
             "model": self.model.state_dict(), "loss_fn": self.loss_fn.state_dict(), "opt": self.opt.state_dict(),
             "rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(),
             "epoch": self.epoch, "position": self.position, "step": self.step, "order": self.order,
-            "sums": dict(self.sums), "history": self.history, "best_accuracy": self.best_accuracy,
-            "best_epoch": self.best_epoch, "best_state": self.best_state, "seconds": self.seconds,
+            "sums": {**self.sums, "parts": dict(self.sums["parts"])}, "history": self.history,
+            "best_accuracy": self.best_accuracy, "best_epoch": self.best_epoch, "best_state": self.best_state,
+            "seconds": self.seconds,
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -223,7 +241,7 @@ class _Run:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.epoch, self.position, self.step = int(state["epoch"]), int(state["position"]), int(state["step"])
         self.order = state["order"]
-        self.sums = dict(state["sums"])
+        self.sums = {**_empty_sums(), **state["sums"]}
         self.history = list(state["history"])
         self.best_accuracy, self.best_epoch = float(state["best_accuracy"]), int(state["best_epoch"])
         self.best_state = state["best_state"]
@@ -234,7 +252,7 @@ class _Run:
     def start_epoch(self) -> None:
         """Draw this epoch's order and let the loss prepare (e.g. recluster embeddings)."""
         self.order = torch.randperm(len(self.train_data), generator=self.rng)
-        self.sums = {"loss": 0.0, "correct": 0, "seen": 0}
+        self.sums = _empty_sums()
         hook = getattr(self.loss_fn, "on_epoch_start", None)
         if hook is not None:
             hook(model=self.model, data=self.train_data, epoch=self.epoch, rng=self.rng)
@@ -249,7 +267,10 @@ class _Run:
         for group in self.opt.param_groups:
             group["lr"] = learning_rate(cfg, self.step, self.steps_per_epoch)
         logits, embedding = self.model.forward_with_embedding(x)
-        loss = self.loss_fn(logits, embedding, y)
+        if self.loss_wants_index:
+            loss = self.loss_fn(logits, embedding, y, index=idx)
+        else:
+            loss = self.loss_fn(logits, embedding, y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -259,6 +280,8 @@ class _Run:
         self.sums["loss"] += float(loss.detach()) * len(idx)
         self.sums["correct"] += int((logits.detach().argmax(dim=1) == y).sum())
         self.sums["seen"] += len(idx)
+        for name, value in (getattr(self.loss_fn, "parts", None) or {}).items():
+            self.sums["parts"][name] = self.sums["parts"].get(name, 0.0) + float(value) * len(idx)
         return float(loss.detach())
 
     def end_epoch(self, val: ImageDataset) -> dict:
@@ -271,14 +294,35 @@ class _Run:
             "train_accuracy": self.sums["correct"] / max(self.sums["seen"], 1),
             "val_accuracy": scores["accuracy"], "val_macro_f1": scores["macro_f1"],
             "val_cross_entropy": scores["cross_entropy"],
+            "val_silhouette": _val_silhouette(scores["embeddings"], val.labels),
             "lr": learning_rate(self.config, self.step - 1, self.steps_per_epoch),
         }
+        seen = max(self.sums["seen"], 1)
+        record.update({f"train_{name}": total / seen for name, total in self.sums["parts"].items()})
+        epoch_record = getattr(self.loss_fn, "epoch_record", None)
+        if epoch_record is not None:
+            record.update(epoch_record())
         self.history.append(record)
         if scores["accuracy"] > self.best_accuracy:
             self.best_accuracy, self.best_epoch = scores["accuracy"], self.epoch
             self.best_state = copy.deepcopy(self.model.state_dict())
         self.position, self.order = 0, None
         return record
+
+
+def _extras(record: dict) -> str:
+    """The loss components and the val silhouette of an epoch record, for the progress line."""
+    parts = [f"{k[len('train_'):]} {v:.4f}" for k, v in record.items()
+             if k.startswith("train_") and k not in ("train_loss", "train_accuracy")]
+    if record.get("val_silhouette") is not None:
+        parts.append(f"val silhouette {record['val_silhouette']:.3f}")
+    if record.get("lcc_active"):
+        parts.append(f"misclustered {record['lcc_misclustered_share']:.2%} ({record['lcc_seconds']:.0f} s)")
+    return (" | " + ", ".join(parts)) if parts else ""
+
+
+def _empty_sums() -> dict:
+    return {"loss": 0.0, "correct": 0, "seen": 0, "parts": {}}
 
 
 def _metrics_document(run: _Run, finished: bool, extra: dict | None = None) -> dict:
@@ -364,7 +408,7 @@ def train_classifier(
             if progress:
                 bar.write(f"epoch {record['epoch']}/{config.epochs}: train loss {record['train_loss']:.4f} "
                           f"acc {record['train_accuracy']:.4f} | val acc {record['val_accuracy']:.4f} "
-                          f"macro-F1 {record['val_macro_f1']:.4f}")
+                          f"macro-F1 {record['val_macro_f1']:.4f}{_extras(record)}")
             save_checkpoint()
             _write_json(_metrics_document(run, finished=False), out / "metrics.json")
     finally:
@@ -390,9 +434,8 @@ def train_classifier(
     test_scores = _evaluate(model, test, config.eval_batch, run.device)
     cm = confusion_matrix(test.labels, test_scores["predictions"], num_classes=test.num_classes)
     scores = {
-        "val": {k: v for k, v in val_scores.items() if k != "predictions"},
-        "test": {k: v for k, v in test_scores.items() if k != "predictions"}
-        | {"confusion_matrix": cm.tolist(), "num_images": len(test)},
+        "val": _final_scores(val_scores, val),
+        "test": _final_scores(test_scores, test) | {"confusion_matrix": cm.tolist(), "num_images": len(test)},
     }
     metrics = _metrics_document(run, finished=True, extra=scores | {"class_names": list(train.class_names)})
     metadata = {
@@ -402,7 +445,9 @@ def train_classifier(
                   "range": [-1.0, 1.0]},
         "metrics": {"best_epoch": run.best_epoch, "val_accuracy": scores["val"]["accuracy"],
                     "val_macro_f1": scores["val"]["macro_f1"], "test_accuracy": scores["test"]["accuracy"],
-                    "test_macro_f1": scores["test"]["macro_f1"]},
+                    "test_macro_f1": scores["test"]["macro_f1"],
+                    "test_silhouette": scores["test"]["silhouette"],
+                    "test_mistake_severity": scores["test"]["mistake_severity"]},
         "training": config.model_dump(mode="json"),
     }
     classifier_path = save_classifier_checkpoint(model, out / CLASSIFIER_NAME, metadata=metadata,

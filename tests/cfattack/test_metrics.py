@@ -1,4 +1,4 @@
-"""Metrics: known answers for label metrics, the Fréchet distance and class coverage."""
+"""Metrics: known answers for label metrics, mistake severity, embedding structure, the Fréchet distance and class coverage."""
 
 from __future__ import annotations
 
@@ -8,15 +8,22 @@ import scipy.linalg
 import torch
 
 from cfattack.classifiers import build_classifier
+from cfattack.classifiers.hierarchy import FASHION_MNIST_HIERARCHY
 from cfattack.errors import InvalidInputError
 from cfattack.metrics import (
     accuracy,
     class_coverage,
     confusion_matrix,
+    davies_bouldin,
+    dead_units,
     embed_images,
+    embedding_metrics,
     frechet_distance,
+    knn_purity,
     macro_f1,
+    mistake_severity,
     predict_probabilities,
+    silhouette,
 )
 
 
@@ -188,3 +195,67 @@ def test_embed_images_uses_eval_mode_and_restores_it() -> None:
         embed_images(_FirstPixels(3), images)
     with pytest.raises(InvalidInputError, match=r"\[N, C, H, W\]"):
         embed_images(model, images[0])
+
+
+# -- mistake severity and embedding structure -------------------------------------------------------------
+
+
+def test_mistake_severity_known_answer() -> None:
+    d = np.array([[0, 1, 3], [1, 0, 3], [3, 3, 0]])
+    # Errors: 0 -> 1 (distance 1), 2 -> 0 (3); the correct prediction does not count.
+    assert mistake_severity([0, 2, 1], [1, 0, 1], d) == pytest.approx(2.0)
+    assert mistake_severity([0, 1], [0, 1], d) == 0.0
+    # With the Fashion-MNIST tree: shirt -> t-shirt is 1, bag -> sneaker is 3, dress -> coat is 2.
+    names = FASHION_MNIST_HIERARCHY.class_names
+    idx = names.index
+    fm = FASHION_MNIST_HIERARCHY.distance_matrix()
+    y_true = [idx("shirt"), idx("bag"), idx("dress"), idx("coat")]
+    y_pred = [idx("t-shirt"), idx("sneaker"), idx("coat"), idx("coat")]
+    assert mistake_severity(y_true, y_pred, fm) == pytest.approx((1 + 3 + 2) / 3)
+    with pytest.raises(InvalidInputError, match="square"):
+        mistake_severity([0], [1], np.zeros((2, 3)))
+    with pytest.raises(InvalidInputError, match="no row"):
+        mistake_severity([0], [5], d)
+
+
+# 1-D: class 0 at {0, 1}, class 1 at {4, 5}.
+TWO_PAIRS = np.array([[0.0], [1.0], [4.0], [5.0]])
+TWO_PAIRS_LABELS = [0, 0, 1, 1]
+
+
+def test_silhouette_known_answer() -> None:
+    # s = (b - a) / max(a, b): outer points a = 1, b = 4.5 -> 7/9; inner points a = 1, b = 3.5 -> 5/7.
+    assert silhouette(TWO_PAIRS, TWO_PAIRS_LABELS) == pytest.approx((7 / 9 + 5 / 7) / 2)
+    assert silhouette(torch.tensor(TWO_PAIRS), torch.tensor(TWO_PAIRS_LABELS)) == pytest.approx((7 / 9 + 5 / 7) / 2)
+    with pytest.raises(InvalidInputError, match="distinct labels"):
+        silhouette(TWO_PAIRS, [0, 0, 0, 0])
+
+
+def test_davies_bouldin_known_answer() -> None:
+    # Centroids 0.5 and 4.5, mean distance to them 0.5 each: (0.5 + 0.5) / 4.
+    assert davies_bouldin(TWO_PAIRS, TWO_PAIRS_LABELS) == pytest.approx(0.25)
+
+
+def test_knn_purity_known_answer() -> None:
+    x = np.array([[0.0], [1.0], [2.0], [10.0], [11.0], [5.9]])
+    labels = [0, 0, 0, 1, 1, 1]
+    # k = 1: nearest neighbours 1, 0 (tie 0/2 -> either is class 0), 1, 4, 3, and 2 (class 0) for the stray 5.9.
+    assert knn_purity(x, labels, k=1) == pytest.approx(5 / 6)
+    assert knn_purity(TWO_PAIRS, TWO_PAIRS_LABELS, k=1) == 1.0
+    # k = 2 on the pairs: the partner and one point of the other class.
+    assert knn_purity(TWO_PAIRS, TWO_PAIRS_LABELS, k=2, chunk=3) == pytest.approx(0.5)
+    with pytest.raises(InvalidInputError, match="k must be"):
+        knn_purity(TWO_PAIRS, TWO_PAIRS_LABELS, k=4)
+
+
+def test_dead_units_known_answer() -> None:
+    x = np.array([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 2.0, 1e-9], [0.0, 3.0, 0.0, 0.0]])
+    assert dead_units(x) == 1  # column 0; column 3 is tiny but not zero
+    assert dead_units(x, atol=1e-6) == 2
+    assert dead_units(torch.zeros(5, 7)) == 7
+
+
+def test_embedding_metrics_bundle_everything() -> None:
+    out = embedding_metrics(TWO_PAIRS, TWO_PAIRS_LABELS, k=1)
+    assert out == {"silhouette": pytest.approx((7 / 9 + 5 / 7) / 2), "davies_bouldin": pytest.approx(0.25),
+                   "knn_purity": 1.0, "knn_k": 1, "dead_units": 0, "embedding_dim": 1}

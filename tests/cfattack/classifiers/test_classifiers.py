@@ -1,4 +1,4 @@
-"""Classifiers: shapes, the OffsetL2 head against a direct computation, checkpoints and their errors."""
+"""Classifiers: shapes, the OffsetL2 head against a direct computation, the MLP backbone, checkpoints and their errors."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from cfattack.classifiers import (
     Backbone,
     Classifier,
     LinearHead,
+    MLPBackbone,
     OffsetL2Head,
     build_classifier,
     load_classifier_checkpoint,
@@ -263,3 +264,38 @@ def test_save_rejects_bad_input(tmp_path) -> None:
     with pytest.raises(InvalidInputError, match="build_classifier"):
         save_classifier_checkpoint(bare, tmp_path / "a.pt", metadata={})
     assert list(tmp_path.iterdir()) == []
+
+
+# -- the MLP backbone (Oursland's one-hidden-layer model) ------------------------------------------------
+
+
+@pytest.mark.parametrize("activation", ["relu", "abs"])
+@pytest.mark.parametrize("head", ["linear", "offset_l2"])
+def test_mlp_backbone(tmp_path, activation: str, head: str) -> None:
+    torch.manual_seed(3)
+    model = build_classifier(10, embedding_dim=16, head=head, backbone="mlp", activation=activation).eval()
+    assert isinstance(model.backbone, MLPBackbone)
+    x = _images(5)
+    logits, embedding = model.forward_with_embedding(x)
+    assert logits.shape == (5, 10) and embedding.shape == (5, 16)
+    linear = model.backbone.project[1]
+    pre = x.flatten(1) @ linear.weight.T + linear.bias
+    expected = pre.relu() if activation == "relu" else pre.abs()
+    assert torch.allclose(embedding, expected, atol=1e-5)
+    assert (pre < 0).any()  # so relu and abs really differ here
+    assert sum(p.numel() for p in model.backbone.parameters()) == 1024 * 16 + 16
+    path = save_classifier_checkpoint(model, tmp_path / "mlp.pt", metadata={})
+    assert read_classifier_checkpoint(path)["kwargs"] == dict(
+        num_classes=10, in_channels=1, embedding_dim=16, head=head, width=32, dropout=0.3,
+        backbone="mlp", activation=activation, image_size=32)
+    loaded, _ = load_classifier_checkpoint(path)
+    assert torch.equal(loaded(x), model(x))
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(backbone="resnet"), dict(backbone="mlp", activation="tanh"), dict(activation="abs"),
+    dict(backbone="mlp", image_size=0),
+])
+def test_mlp_bad_arguments(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        build_classifier(10, **kwargs)
