@@ -218,15 +218,23 @@ def cli(debug: bool) -> None:
 
 
 @cli.command()
-def doctor() -> None:
+@click.option(
+    "--build",
+    "build_ops",
+    is_flag=True,
+    help="Compile (or load from the cache) the CUDA ops now and report the outcome, time and build log.",
+)
+def doctor(build_ops: bool) -> None:
     """Report versions, CUDA and the backend each StyleGAN3 op will use, and why.
 
     Exits 0 when cfattack can run here (with or without a GPU), 1 when something it needs
-    is broken (torch missing, an invalid CFATTACK_OPS value).
+    is broken (torch missing, an invalid CFATTACK_OPS value) or, with --build, when the
+    CUDA ops cannot be built. See docs/ops-troubleshooting.md.
 
     \b
     Examples:
       cfattack doctor
+      cfattack doctor --build
       CFATTACK_OPS=ref cfattack doctor
     """
     ok = True
@@ -255,6 +263,25 @@ def doctor() -> None:
     rows.append(("CUDA_HOME", os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH") or "unset"))
     ops_value = os.environ.get("CFATTACK_OPS")
     rows.append(("CFATTACK_OPS", "unset (means auto)" if not ops_value else repr(ops_value)))
+    status = None
+    if torch is not None:
+        try:
+            from stylegan3_ops import _build
+        except ImportError as e:
+            rows.append(("ops build", f"unknown: stylegan3_ops is not importable: {e}"))
+        else:
+            rows.append(("ops cache", str(_build.cache_root())))
+            if build_ops:
+                click.echo("building the CUDA ops (a first build takes a few minutes)...", err=True)
+            status = _build.build_status(build=build_ops)
+            label = "ok: " if status.ok else "" if status.reason.startswith("not built yet") else "FAILED: "
+            rows.append(("ops build", label + status.reason))
+            if status.seconds is not None:
+                rows.append(("ops build time", f"{status.seconds:.1f} s"))
+            if status.log_path is not None:
+                rows.append(("ops build log", str(status.log_path)))
+            if build_ops and not status.ok:
+                ok = False
     width = max(len(k) for k, _ in rows) + 2
     for key, value in rows:
         click.echo(f"{key:<{width}}{value}")
@@ -264,6 +291,8 @@ def doctor() -> None:
         click.echo("  unknown: torch is not importable")
     else:
         ok = _print_backend_report(cuda_present=torch.cuda.is_available()) and ok
+    if build_ops and status is not None and not status.ok:
+        click.echo("\nthe CUDA ops could not be built; see docs/ops-troubleshooting.md (CFATTACK_OPS=ref skips them)")
     if not ok:
         raise click.exceptions.Exit(1)
 

@@ -3,9 +3,10 @@
 The ops keep the argument names, defaults and semantics of NVIDIA's StyleGAN3
 implementation so that official network weights give the same images. Each op
 takes ``impl="auto" | "cuda" | "ref"`` (``None``: the ``CFATTACK_OPS`` environment
-variable, default ``auto``); this version ships only the reference
-implementations, which run on any device and are differentiable through autograd.
-Importing this package compiles and loads nothing.
+variable, default ``auto``): the pure-PyTorch reference runs on any device and is
+differentiable through autograd; the CUDA kernels in ``csrc/`` are compiled with
+ninja on the first CUDA call and cached (see :mod:`stylegan3_ops._build` and
+docs/ops-troubleshooting.md). Importing this package compiles and loads nothing.
 
 Quick start::
 

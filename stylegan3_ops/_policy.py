@@ -1,12 +1,13 @@
 """Backend policy of the StyleGAN3 ops: which implementation serves a call.
 
 Every op has a pure-PyTorch reference implementation ("ref") that runs on any
-device, and is meant to get a compiled CUDA twin ("cuda"). Which one a call uses
-is decided here, in one place, by a stated policy:
+device, and a compiled CUDA twin ("cuda", built lazily by :mod:`stylegan3_ops._build`).
+Which one a call uses is decided here, in one place, by a stated policy:
 
 * ``"auto"`` (the default): the CUDA kernel when the input lives on a CUDA device
-  and the kernel is usable, otherwise the reference. Falling back on a CUDA input
-  warns once per op and process, saying why.
+  and the kernel is usable (it is compiled on the first such call), otherwise the
+  reference. Falling back on a CUDA input warns once per op and process, saying why
+  and naming the build log.
 * ``"cuda"``: the CUDA kernel or an :class:`OpsBackendError` saying why not.
 * ``"ref"``: always the reference implementation.
 
@@ -14,9 +15,8 @@ The choice comes from the ``impl`` argument of each op, or, when that is ``None`
 from the environment variable ``CFATTACK_OPS``. This module only reads the
 environment; it never changes it.
 
-This version ships no compiled kernels, so :func:`cuda_available` always answers
-no. Adding them means answering that question truthfully; the rest of the policy
-stays as it is.
+Without a CUDA device :func:`cuda_available` answers no without building anything;
+:func:`backend_report` never builds (it reports "not built yet" instead).
 
 Example::
 
@@ -48,7 +48,7 @@ IMPLS = ("auto", "cuda", "ref")
 ENV_VAR = "CFATTACK_OPS"
 TROUBLESHOOTING_DOC = "docs/ops-troubleshooting.md"
 
-_NOT_BUILT = "CUDA kernels are not built in this version; using the reference implementation"
+_NO_DEVICE = "CUDA kernels are not built here: no CUDA device is visible (torch.cuda.is_available() is False)"
 
 # Ops that already warned about an "auto" fallback in this process.
 _warned_ops: set[str] = set()
@@ -94,18 +94,39 @@ def requested_impl(impl: str | None) -> str:
     return value
 
 
-def cuda_available(op: str) -> tuple[bool, str]:
+def cuda_available(op: str, build: bool = True) -> tuple[bool, str]:
     """Whether the compiled CUDA kernel of ``op`` can be used, and if not, why.
 
+    Args:
+        op: One of :data:`OPS`.
+        build: Compile (or load the cached build of) the extension if needed. With
+            ``False`` nothing is compiled: a missing build whose prerequisites are met
+            counts as usable, with a reason saying it compiles on first use.
+
     Returns:
-        ``(True, "")`` when usable, else ``(False, reason)``. Always ``False`` in
-        this version: the kernels are not part of it yet.
+        ``(True, why)`` when usable, else ``(False, reason)``; a failed build's reason
+        names its log.
     """
     _check_op(op)
-    return False, _NOT_BUILT
+    if not torch.cuda.is_available():
+        return False, _NO_DEVICE
+    from stylegan3_ops import _build  # lazy: importing this package builds nothing
+
+    if _build._module is not None:
+        return True, "the CUDA kernel is available"
+    if not build:
+        status = _build.build_status()
+        if status.ok or (status.cache_dir is not None and status.reason.startswith("not built yet")):
+            return True, status.reason
+        return False, status.reason
+    try:
+        _build.build_extension()
+    except _build.OpsBuildError as e:
+        return False, str(e)
+    return True, "the CUDA kernel is available"
 
 
-def _decide(op: str, requested: str, device_type: str) -> tuple[str, str]:
+def _decide(op: str, requested: str, device_type: str, build: bool = True) -> tuple[str, str]:
     """The backend (``"ref"``, ``"cuda"`` or ``"unavailable"``) and the reason for it."""
     if requested == "ref":
         return "ref", "the reference implementation was requested"
@@ -114,9 +135,9 @@ def _decide(op: str, requested: str, device_type: str) -> tuple[str, str]:
             return "ref", f"input is on {device_type}; the CUDA kernels need a CUDA device"
         reason = f"impl='cuda' was requested but the input is on {device_type}, not a CUDA device"
         return "unavailable", reason
-    ok, why = cuda_available(op)
+    ok, why = cuda_available(op, build=build)
     if ok:
-        return "cuda", "the CUDA kernel is available"
+        return "cuda", why
     if requested == "auto":
         return "ref", why
     return "unavailable", f"impl='cuda' was requested but the CUDA kernel of {op} cannot be used: {why}"
@@ -153,6 +174,9 @@ def resolve_impl(op: str, impl: str | None, x: torch.Tensor) -> str:
 def backend_report(device: str = "cpu") -> list[dict]:
     """What each op would use now for an input on ``device`` (for ``cfattack doctor``).
 
+    Never compiles: a CUDA build that is not made yet is reported as the backend a call
+    would use, with the reason saying it compiles on first use.
+
     Args:
         device: A torch device string such as ``"cpu"`` or ``"cuda:0"``.
 
@@ -169,6 +193,6 @@ def backend_report(device: str = "cpu") -> list[dict]:
     requested = requested_impl(None)
     rows = []
     for op in OPS:
-        backend, reason = _decide(op, requested, device_type)
+        backend, reason = _decide(op, requested, device_type, build=False)
         rows.append({"op": op, "requested": requested, "backend": backend, "reason": reason})
     return rows

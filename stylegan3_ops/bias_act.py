@@ -5,8 +5,11 @@
     y = act(x + b broadcast along `dim`, alpha) * gain, then clamped to [-clamp, clamp]
 
 with the argument names, activation table and defaults of NVIDIA's StyleGAN3 op.
-Only the reference (pure PyTorch) implementation exists in this version; it is
-differentiable through autograd.
+The reference (pure PyTorch) implementation is differentiable through autograd to any
+order; the CUDA one (one fused element-wise kernel) supports first- and second-order
+gradients (enough for R1 regularisation): its backward pass is itself an autograd
+function, computing ``dy * d out / d x`` with the same kernel, whose backward uses the
+kernel's second-derivative mode.
 
 Example::
 
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from stylegan3_ops import _kernels
 from stylegan3_ops._policy import resolve_impl
 
 __all__ = ["ACTIVATIONS", "ActivationSpec", "bias_act"]
@@ -108,7 +112,8 @@ def bias_act(
         raise ValueError(f"clamp must be None or >= 0; got {clamp!r}")
     clamp = None if clamp is None else float(clamp)
 
-    resolve_impl("bias_act", impl, x)  # only "ref" exists in this version
+    if resolve_impl("bias_act", impl, x) == "cuda":
+        return _bias_act_cuda(x, b, dim, act, alpha, gain, clamp)
     return _bias_act_ref(x, b, dim, spec, alpha, gain, clamp)
 
 
@@ -132,6 +137,108 @@ def _bias_act_ref(
     if clamp is not None:
         x = x.clamp(-clamp, clamp)
     return x
+
+
+# --- CUDA implementation ------------------------------------------------------------------
+
+
+def _bias_act_cuda(
+    x: torch.Tensor,
+    b: torch.Tensor | None,
+    dim: int,
+    act: str,
+    alpha: float,
+    gain: float,
+    clamp: float | None,
+) -> torch.Tensor:
+    """CUDA bias_act; arguments already validated. Any dense layout (e.g. channels-last) is kept."""
+    if not _is_dense(x):
+        x = x.contiguous()
+    if b is not None and b.device != x.device:
+        raise ValueError(f"b must be on the device of x ({x.device}); got {b.device}")
+    config = (dim, _kernels.ACT_INDEX[act], alpha, gain, -1.0 if clamp is None else clamp)
+    return _BiasActCuda.apply(x, b, config)
+
+
+def _is_dense(x: torch.Tensor) -> bool:
+    """Whether ``x`` covers its memory exactly once in some dimension order (contiguous, channels-last, ...)."""
+    expected = 1
+    for size, stride in sorted(zip(x.shape, x.stride()), key=lambda p: p[1]):
+        if size != 1 and stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _module():
+    from stylegan3_ops._build import build_extension
+
+    return build_extension()
+
+
+def _kernel(x, b, dy, ggx, config, mode) -> torch.Tensor:
+    dim, act, alpha, gain, clamp = config
+    if b is not None:
+        # The kernel reads a float32 bias or one in x's dtype: no conversion kernel in the common cases.
+        b = b.detach()
+        if b.dtype != torch.float32 and b.dtype != x.dtype:
+            b = b.to(torch.float32)
+        b = b.contiguous()
+    return _module().bias_act(x, b, dy, ggx, dim, mode, act, alpha, gain, clamp)
+
+
+def _like(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``t`` with the dtype and memory layout of ``x`` (incoming gradients may be expanded)."""
+    if t.dtype == x.dtype and t.stride() == x.stride():
+        return t
+    return torch.empty_like(x).copy_(t)
+
+
+def _sum_but(t: torch.Tensor, dim: int, like: torch.Tensor) -> torch.Tensor:
+    """Sum over every dimension but ``dim`` (in float32, or float64), in the dtype of ``like``."""
+    dims = [i for i in range(t.ndim) if i != dim]
+    # dtype= accumulates in float32 inside the reduction, without a float32 copy of t (float64 stays float64).
+    acc = torch.float64 if t.dtype == torch.float64 else torch.float32
+    return t.sum(dims, dtype=acc).to(like.dtype)
+
+
+class _BiasActCuda(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, b, config):
+        ctx.config = config
+        ctx.save_for_backward(x, b)
+        return _kernel(x, b, None, None, config, _kernels.BIAS_ACT_FORWARD)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, b = ctx.saved_tensors
+        dx = _BiasActGradCuda.apply(_like(dy, x), x, b, ctx.config)
+        db = _sum_but(dx, ctx.config[0], b) if b is not None and ctx.needs_input_grad[1] else None
+        return dx, db, None
+
+
+class _BiasActGradCuda(torch.autograd.Function):
+    """dx = dy * d out / d x as a function of (dy, x, b), so that it can be differentiated again."""
+
+    @staticmethod
+    def forward(ctx, dy, x, b, config):
+        ctx.config = config
+        ctx.save_for_backward(dy, x, b)
+        return _kernel(x, b, dy, None, config, _kernels.BIAS_ACT_GRAD)
+
+    @staticmethod
+    def backward(ctx, ggx):
+        dy, x, b = ctx.saved_tensors
+        ggx = _like(ggx, x)
+        g_dy = g_x = g_b = None
+        if ctx.needs_input_grad[0]:  # dx is linear in dy with the same factor
+            g_dy = _BiasActGradCuda.apply(ggx, x, b, ctx.config)
+        if ctx.needs_input_grad[1] or (b is not None and ctx.needs_input_grad[2]):
+            # Through the activation's second derivative (not differentiable once more).
+            g_x = _kernel(x, b, dy.detach(), ggx.detach(), ctx.config, _kernels.BIAS_ACT_GRAD2)
+            if b is not None and ctx.needs_input_grad[2]:
+                g_b = _sum_but(g_x, ctx.config[0], b)
+        return g_dy, g_x, g_b, None
 
 
 def _describe(value: object) -> str:

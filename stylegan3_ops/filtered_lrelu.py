@@ -9,9 +9,15 @@ layer's output rate. ``filtered_lrelu`` does, in this order:
 3. leaky ReLU with negative slope ``slope``, times ``gain``, clamped to ``[-clamp, clamp]``,
 4. filter with ``fd`` and downsample by ``down`` (no padding).
 
-Argument names and semantics follow NVIDIA's StyleGAN3 op. Only the reference
-implementation (composed of :func:`bias_act` and :func:`upfirdn2d`) exists in
-this version.
+Argument names and semantics follow NVIDIA's StyleGAN3 op. The reference
+implementation composes :func:`bias_act` and :func:`upfirdn2d`. The CUDA one fuses all
+four steps in one kernel per direction: each thread block builds its tile of the
+upsampled intermediate in shared memory (never in global memory) and, when a gradient
+will be needed, stores a 2-bit code per intermediate sample (not positive / clamped);
+the backward pass is the same kernel run on the adjoint filters, multiplying by the
+slope each code stands for. Its gradients are first-order (``x`` and ``b``); filters
+are constants (a filter that requires grad uses the reference). Inputs in another
+memory layout (e.g. channels-last) are made contiguous first.
 
 Example::
 
@@ -29,6 +35,7 @@ import math
 
 import torch
 
+from stylegan3_ops import _kernels
 from stylegan3_ops._policy import resolve_impl
 from stylegan3_ops.bias_act import ACTIVATIONS, _bias_act_ref
 from stylegan3_ops.upfirdn2d import (
@@ -37,6 +44,7 @@ from stylegan3_ops.upfirdn2d import (
     _check_images,
     _get_filter_size,
     _is_int,
+    _filter_needs_grad,
     _parse_padding,
     _upfirdn2d_ref,
 )
@@ -116,7 +124,16 @@ def filtered_lrelu(
             f"fu {fu_h}x{fu_w} and fd {fd_h}x{fd_w}"
         )
 
-    resolve_impl("filtered_lrelu", impl, x)  # only "ref" exists in this version
+    if (
+        resolve_impl("filtered_lrelu", impl, x) == "cuda"
+        and not _filter_needs_grad(fu)
+        and not _filter_needs_grad(fd)
+    ):
+        if b is not None and b.device != x.device:
+            raise ValueError(f"b must be on the device of x ({x.device}); got {b.device}")
+        needs_grad = torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad))
+        args = (up, down, px0, px1, py0, py1, gain, slope, clamp, bool(flip_filter), needs_grad)
+        return _FilteredLreluCuda.apply(x, fu, fd, b, args)
     return _filtered_lrelu_ref(
         x, fu, fd, b, up, down, px0, px1, py0, py1, gain, slope, clamp, bool(flip_filter)
     )
@@ -158,3 +175,42 @@ def _filtered_lrelu_ref(
     assert x.shape == (batch, channels, out_h, out_w), (tuple(x.shape), (batch, channels, out_h, out_w))
     assert x.dtype == in_dtype
     return x
+
+
+class _FilteredLreluCuda(torch.autograd.Function):
+    """Fused filtered_lrelu; ``args`` = (up, down, px0, px1, py0, py1, gain, slope, clamp, flip, needs_grad)."""
+
+    @staticmethod
+    def forward(ctx, x, fu, fd, b, args):
+        from stylegan3_ops._build import build_extension
+
+        up, down, px0, px1, py0, py1, gain, slope, clamp, flip, needs_grad = args
+        in_h, in_w = x.shape[2], x.shape[3]
+        plan = _kernels.filtered_lrelu_forward_plan(
+            in_h, in_w, fu, fd, up, down, px0, px1, py0, py1, gain, slope, clamp, flip, needs_grad, x.device
+        )
+        y, mask = _kernels.run(build_extension(), plan, x, bias=b)
+        ctx.args, ctx.in_hw = args, (in_h, in_w)
+        ctx.b_dtype = None if b is None else b.dtype
+        ctx.save_for_backward(fu, fd, mask)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy):
+        from stylegan3_ops._build import build_extension
+
+        fu, fd, mask = ctx.saved_tensors
+        up, down, px0, _, py0, _, gain, slope, _, flip, _ = ctx.args
+        if mask is None:
+            raise RuntimeError("filtered_lrelu: the forward pass stored no sign mask (it ran without gradients)")
+        in_h, in_w = ctx.in_hw
+        plan = _kernels.filtered_lrelu_backward_plan(
+            in_h, in_w, dy.shape[2], dy.shape[3], fu, fd, up, down, px0, py0, gain, slope, flip, dy.device
+        )
+        dx, _ = _kernels.run(build_extension(), plan, dy.to(mask.device), mask=mask)
+        db = None
+        if ctx.b_dtype is not None and ctx.needs_input_grad[3]:
+            acc = torch.float64 if dx.dtype == torch.float64 else torch.float32  # no float32 copy of dx
+            db = dx.sum([0, 2, 3], dtype=acc).to(ctx.b_dtype)
+        return dx, None, None, db, None

@@ -12,7 +12,10 @@ The output size along x is ``(W * up_x + pad_x0 + pad_x1 - filter_w + down_x) //
 scalings may be an int or ``[x, y]``; paddings an int, ``[x, y]`` or
 ``[x0, x1, y0, y1]``; ``f`` is ``None`` (identity), 1-D (separable: applied along x
 and then along y) or 2-D ``[filter_h, filter_w]``. Build filters with
-:func:`setup_filter`. Only the reference implementation exists in this version.
+:func:`setup_filter`. The CUDA implementation is one fused, tiled kernel per call
+(polyphase upsampling, so the inserted zeros are never multiplied); its backward pass is
+upfirdn2d again (flipped filter, swapped up/down, adjusted padding), hence differentiable
+to any order. Gradients flow to ``x`` only: a filter that requires grad uses the reference.
 
 Example::
 
@@ -31,6 +34,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from stylegan3_ops import _kernels
 from stylegan3_ops._policy import resolve_impl
 
 __all__ = ["downsample2d", "filter2d", "setup_filter", "upfirdn2d", "upsample2d"]
@@ -136,10 +140,10 @@ def upfirdn2d(
             f"[x={upx}, y={upy}] and padded is smaller than the {fh}x{fw} filter"
         )
 
-    resolve_impl("upfirdn2d", impl, x)  # only "ref" exists in this version
-    return _upfirdn2d_ref(
-        x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, bool(flip_filter), float(gain)
-    )
+    args = (upx, upy, downx, downy, padx0, padx1, pady0, pady1, bool(flip_filter), float(gain))
+    if resolve_impl("upfirdn2d", impl, x) == "cuda" and not _filter_needs_grad(f):
+        return _Upfirdn2dCuda.apply(x, f, args)
+    return _upfirdn2d_ref(x, f, *args)
 
 
 def filter2d(
@@ -348,6 +352,46 @@ def _pad(x: torch.Tensor, padx0: int, padx1: int, pady0: int, pady1: int) -> tor
     if padx0 == padx1 == pady0 == pady1 == 0:
         return x
     return F.pad(x, [padx0, padx1, pady0, pady1])
+
+
+# --- CUDA implementation ----------------------------------------------------------------
+
+
+def _filter_needs_grad(f: torch.Tensor | None) -> bool:
+    """A trainable filter: the CUDA ops treat filters as constants, so use the reference."""
+    return f is not None and f.requires_grad and torch.is_grad_enabled()
+
+
+class _Upfirdn2dCuda(torch.autograd.Function):
+    """upfirdn2d on the fused kernel; ``args`` = (upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain)."""
+
+    @staticmethod
+    def forward(ctx, x, f, args):
+        from stylegan3_ops._build import build_extension
+
+        in_h, in_w = x.shape[2], x.shape[3]
+        ctx.args, ctx.in_hw = args, (in_h, in_w)
+        ctx.save_for_backward(f)
+        plan = _kernels.upfirdn2d_plan(in_h, in_w, f, *args, x.device)
+        y, _ = _kernels.run(build_extension(), plan, x)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (f,) = ctx.saved_tensors
+        upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain = ctx.args
+        in_h, in_w = ctx.in_hw
+        out_h, out_w = dy.shape[2], dy.shape[3]
+        fw, fh = _get_filter_size(f)
+        # The adjoint: upsample by down, correlate with the flipped filter, keep every up-th sample.
+        p = (
+            fw - padx0 - 1,
+            in_w * upx - out_w * downx + padx0 - upx + 1,
+            fh - pady0 - 1,
+            in_h * upy - out_h * downy + pady0 - upy + 1,
+        )
+        dx = _Upfirdn2dCuda.apply(dy, f, (downx, downy, upx, upy, *p, not flip, gain))
+        return dx, None, None
 
 
 # --- argument parsing, shared with filtered_lrelu ------------------------------------

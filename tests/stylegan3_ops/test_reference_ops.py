@@ -62,6 +62,13 @@ def _default_policy(monkeypatch):
     monkeypatch.setattr(_policy, "_warned_ops", set())
 
 
+@pytest.fixture
+def no_cuda_device(monkeypatch):
+    """The fallback as on a machine without a GPU, also on one with a GPU where the kernels build:
+    torch.cuda.is_available() reads False, so the policy never uses (or builds) the kernels."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
 def _get(golden, op: str, index: int, field: str, requires_grad: bool = False) -> torch.Tensor | None:
     key = f"{op}/{index:03d}/{field}"
     if key not in golden:
@@ -459,7 +466,7 @@ def test_resolve_impl_on_cpu(op, monkeypatch, recwarn):
 
 
 @pytest.mark.parametrize("op", OPS)
-def test_cuda_request_raises_backend_error(op, monkeypatch):
+def test_cuda_request_raises_backend_error(op, monkeypatch, no_cuda_device):
     for x in (_X, _fake_cuda_input()):
         with pytest.raises(OpsBackendError, match="docs/ops-troubleshooting.md"):
             resolve_impl(op, "cuda", x)
@@ -480,7 +487,7 @@ def test_ops_honour_cuda_request():
         filtered_lrelu(_X, impl="cuda")
 
 
-def test_auto_on_cuda_device_warns_once_per_op():
+def test_auto_on_cuda_device_warns_once_per_op(no_cuda_device):
     with pytest.warns(RuntimeWarning, match="CUDA kernels are not built") as record:
         for _ in range(3):
             for op in OPS:
@@ -491,7 +498,7 @@ def test_auto_on_cuda_device_warns_once_per_op():
         assert sum(f"stylegan3_ops.{op}:" in m for m in messages) == 1
 
 
-def test_backend_report(monkeypatch):
+def test_backend_report(monkeypatch, no_cuda_device):
     rows = backend_report()
     assert [row["op"] for row in rows] == list(OPS)
     for row in rows:
@@ -508,7 +515,7 @@ def test_backend_report(monkeypatch):
     assert {row["backend"] for row in backend_report("cuda")} == {"ref"}
 
 
-def test_cuda_available_says_why_not():
+def test_cuda_available_says_why_not(no_cuda_device):
     for op in OPS:
         ok, reason = _policy.cuda_available(op)
         assert ok is False and "not built" in reason
