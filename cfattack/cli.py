@@ -30,6 +30,7 @@ import click
 
 from cfattack import __version__
 from cfattack.cli_batch import batch
+from cfattack.cli_compare import compare
 from cfattack.cli_explain import explain
 from cfattack.cli_train import bundle_group, metrics, train
 from cfattack.errors import CfattackError, InvalidInputError
@@ -463,6 +464,7 @@ def generate(
 
 cli.add_command(explain)
 cli.add_command(batch)
+cli.add_command(compare)
 cli.add_command(train)
 cli.add_command(metrics)
 cli.add_command(bundle_group)

@@ -13,6 +13,7 @@ because a counterfactual of a bad reconstruction explains the wrong image::
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -156,21 +157,33 @@ class Inverter:
             ws = expand(param).detach()
             recon = self._decode(ws).clamp(-1, 1)
             quality_psnr, quality_ssim = psnr(recon, images), ssim(recon, images)
-            label_orig = label_recon = None
-            if self.classifier is not None:
-                label_orig = self.classifier(images).argmax(dim=1)
-                label_recon = self.classifier(recon).argmax(dim=1)
+        result = InversionResult(
+            ws=ws, reconstruction=recon, psnr=quality_psnr, ssim=quality_ssim, encoder_psnr=encoder_psnr,
+            label_original=None, label_reconstruction=None, flagged=torch.zeros(len(images), dtype=torch.bool),
+            reasons=[[] for _ in range(len(images))], loss_curve=curve, seconds=time.perf_counter() - started,
+        )
+        return self.judge(result, images)
+
+    def judge(self, result: InversionResult, images: torch.Tensor) -> InversionResult:
+        """``result`` with its labels and flags set by this inverter's classifier and thresholds.
+
+        `invert` ends with it; the explainer also calls it to reuse one inversion of the same
+        images for another classifier (the latents do not depend on the classifier, the flags do).
+        """
+        cfg = self.config
+        label_orig = label_recon = None
+        if self.classifier is not None:
+            device = result.reconstruction.device
+            with torch.no_grad():
+                label_orig = self.classifier(images.to(device)).argmax(dim=1)
+                label_recon = self.classifier(result.reconstruction).argmax(dim=1)
         reasons: list[list[str]] = []
         for i in range(images.shape[0]):
             why = []
-            if float(quality_psnr[i]) < cfg.flag_psnr_below:
-                why.append(f"PSNR {float(quality_psnr[i]):.1f} dB < {cfg.flag_psnr_below:g} dB")
+            if float(result.psnr[i]) < cfg.flag_psnr_below:
+                why.append(f"PSNR {float(result.psnr[i]):.1f} dB < {cfg.flag_psnr_below:g} dB")
             if cfg.flag_label_change and label_orig is not None and int(label_orig[i]) != int(label_recon[i]):
                 why.append("the classifier labels the reconstruction differently from the input")
             reasons.append(why)
-        flagged = torch.tensor([bool(r) for r in reasons])
-        return InversionResult(
-            ws=ws, reconstruction=recon, psnr=quality_psnr, ssim=quality_ssim, encoder_psnr=encoder_psnr,
-            label_original=label_orig, label_reconstruction=label_recon, flagged=flagged, reasons=reasons,
-            loss_curve=curve, seconds=time.perf_counter() - started,
-        )
+        return dataclasses.replace(result, label_original=label_orig, label_reconstruction=label_recon,
+                                   flagged=torch.tensor([bool(r) for r in reasons]), reasons=reasons)

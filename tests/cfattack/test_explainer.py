@@ -232,3 +232,21 @@ def test_known_answer_the_one_descriptor_the_classifier_uses_ranks_first(bundle)
     assert first.count("centroid_x") / len(first) >= 0.9, first
     measured_first = [e.measured[0].name for e in reached]
     assert measured_first.count("centroid_x") / len(measured_first) >= 0.9, measured_first
+
+
+def test_a_second_classifier_reuses_the_inversion_of_the_same_image(bundle):
+    """Inversion does not depend on the classifier: the second explanation reuses it, flags rejudged."""
+    base = bundle.classifier()
+    bundle.classifiers["twin"] = BundleClassifier(base.net, name="twin", num_classes=base.num_classes,
+                                                  img_channels=base.img_channels,
+                                                  img_resolution=base.img_resolution).eval()
+    try:
+        explainer = Explainer(bundle, FAST)
+        first = explainer.explain(EXAMPLES / "coat-1.png", "pullover")
+        second = explainer.explain(EXAMPLES / "coat-1.png", "pullover", classifier="twin")
+    finally:
+        del bundle.classifiers["twin"]
+    assert len(explainer._inversions) == 1
+    assert first.inversion == second.inversion
+    assert torch.equal(first.images.reconstruction, second.images.reconstruction)
+    assert second.classifier == "twin" and second.steps == first.steps

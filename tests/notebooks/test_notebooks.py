@@ -41,3 +41,14 @@ def test_quickstart_runs_and_explains():
     assert "pixel RMS" in text
     errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+
+
+@pytest.mark.slow
+def test_compare_classifiers_runs(monkeypatch):
+    monkeypatch.setenv("CFATTACK_NOTEBOOK_IMAGES", "4")
+    notebook = execute("compare_classifiers.ipynb")
+    errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, errors
+    text = _outputs(notebook)
+    assert "flip" in text and "comparison.html" in text
+    assert "baseline" in text
