@@ -30,6 +30,7 @@ import torch
 
 from cfattack.attack import class_probabilities
 from cfattack.bundle import load_bundle
+from cfattack.compare import real_images_of_classes
 from cfattack.config import AttackConfig, InversionConfig
 from cfattack.explainer import Explainer
 from cfattack.explanation import ExplainConfig
@@ -43,20 +44,9 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def real_draw(real: tuple[torch.Tensor, torch.Tensor], classes: list[int], seed: int) -> torch.Tensor:
-    """One real image of each listed class, drawn with a seeded generator."""
-    images, labels = real
-    rng = torch.Generator().manual_seed(seed)
-    picks = []
-    for c in classes:
-        pool = (labels == c).nonzero().flatten()
-        picks.append(int(pool[torch.randint(len(pool), (1,), generator=rng)]))
-    return images[picks]
-
-
 def realism(clf, images: torch.Tensor, classes: list[int], real) -> tuple[float, float]:
     """(FD of images vs real images of the same classes, FD of real vs real) in clf's embedding."""
-    a, b = real_draw(real, classes, 1), real_draw(real, classes, 2)
+    a, b = real_images_of_classes(real, classes, 1), real_images_of_classes(real, classes, 2)
     return (frechet_distance(embed_images(clf, images), embed_images(clf, a)),
             frechet_distance(embed_images(clf, b), embed_images(clf, a)))
 

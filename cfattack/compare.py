@@ -49,6 +49,7 @@ __all__ = [
     "attribution_concentration",
     "ReferenceEmbedding",
     "classifier_metrics",
+    "real_images_of_classes",
 ]
 
 DEFAULT_TARGETS: dict[str, str] = {
@@ -173,7 +174,9 @@ def _median(values: list[float]) -> float | None:
     return float(statistics.median(values)) if values else None
 
 
-def _real_by_class(real: tuple[torch.Tensor, torch.Tensor], classes: list[int], seed: int) -> torch.Tensor:
+def real_images_of_classes(real: tuple[torch.Tensor, torch.Tensor], classes: list[int],
+                           seed: int) -> torch.Tensor:
+    """One real image of each listed class (repeats allowed), drawn with a seeded generator."""
     images, labels = real
     rng = torch.Generator().manual_seed(seed)
     picks = []
@@ -234,7 +237,7 @@ def _summarise(name: str, exps: list[Explanation | None], reference: ReferenceEm
     if reference is not None and real is not None and len(reached) >= 3:
         cf = torch.stack([e.images.counterfactual for e in reached])
         classes = [e.target_index for e in reached]
-        a, b = _real_by_class(real, classes, 1), _real_by_class(real, classes, 2)
+        a, b = real_images_of_classes(real, classes, 1), real_images_of_classes(real, classes, 2)
         fd = frechet_distance(reference(cf), reference(a))
         floor = frechet_distance(reference(b), reference(a))
     conc = [c for c in (attribution_concentration(e) for e in reached) if c is not None]
