@@ -293,7 +293,10 @@ def compare_classifiers(
         raise InvalidInputError(f"{len(images)} images but {len(targets)} targets")
     target_idx = [resolve_class(t, bundle.class_names) for t in targets]
     config = config or ExplainConfig()
-    explainer = Explainer(bundle, config)
+    # Every classifier explains the whole batch (items already labelled as their target stop at
+    # step 0 and are dropped below), so each image starts from one and the same inversion,
+    # computed once and reused (`Explainer` keeps it), whatever each classifier predicts.
+    explainer = Explainer(bundle, config.model_copy(update={"allow_same_class": True}))
     loaded = [explainer.load(img) for img in images]
     batch = torch.stack([t for t, _ in loaded])
     ref = None
@@ -309,12 +312,8 @@ def compare_classifiers(
         clf = bundle.classifier(name)
         with torch.no_grad():
             labels = clf(batch.to(bundle.device)).argmax(1).cpu().tolist()
-        todo = [i for i, (label, t) in enumerate(zip(labels, target_idx)) if label != t]
-        exps: list[Explanation | None] = [None] * len(images)
-        if todo:
-            made = explainer.explain_many([images[i] for i in todo], [target_idx[i] for i in todo], classifier=name)
-            for i, e in zip(todo, made):
-                exps[i] = e
+        made = explainer.explain_many(list(images), target_idx, classifier=name)
+        exps: list[Explanation | None] = [e if label != t else None for e, label, t in zip(made, labels, target_idx)]
         result.explanations[name] = exps
         row = _summarise(name, exps, ref, real, time.perf_counter() - started)
         if real is not None:
