@@ -17,20 +17,9 @@ int sg3_resample_f32(const float* src, float* dst, const float* bias, unsigned c
                      const float* f3, const long long* ints, float slope, float gain, float clamp,
                      int tile_w, int tile_h, int* mask_dims, int query) {
     sg3::ResampleParams p{};
-    int k = 0;
-    p.planes = (int)ints[k++]; p.channels = (int)ints[k++];
-    p.src_h = (int)ints[k++]; p.src_w = (int)ints[k++];
-    p.dst_h = (int)ints[k++]; p.dst_w = (int)ints[k++];
-    p.up_x = (int)ints[k++]; p.up_y = (int)ints[k++];
-    p.f1_w = (int)ints[k++]; p.f1_h = (int)ints[k++]; p.f1_sep = (int)ints[k++];
-    p.p0_x = (int)ints[k++]; p.p0_y = (int)ints[k++];
-    p.down_x = (int)ints[k++]; p.down_y = (int)ints[k++];
-    p.f3_w = (int)ints[k++]; p.f3_h = (int)ints[k++]; p.f3_sep = (int)ints[k++];
-    p.q0_x = (int)ints[k++]; p.q0_y = (int)ints[k++];
-    p.mode = (int)ints[k++];
-    const bool write_mask = ints[k++] != 0;
-    p.valid_x0 = (int)ints[k++]; p.valid_x1 = (int)ints[k++];
-    p.valid_y0 = (int)ints[k++]; p.valid_y1 = (int)ints[k++];
+    p.planes = (int)ints[0]; p.channels = (int)ints[1];  // then the launcher's 22
+    p.src_h = (int)ints[2]; p.src_w = (int)ints[3];
+    const bool write_mask = sg3::read_int_params(p, ints + 4);
     p.slope = slope; p.gain = gain; p.clamp = clamp;
     p.src = src; p.dst = dst; p.bias = bias; p.f1 = f1; p.f3 = f3;
     if (tile_w <= 0 && !sg3::pick_tile(p, 96 * 1024, &tile_w, &tile_h)) return -1;  // the GPU's choice

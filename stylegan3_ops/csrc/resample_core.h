@@ -93,6 +93,27 @@ SG3_HD SmemLayout smem_layout(const ResampleParams& p) {
 
 // Fill in the tile geometry for a tile of tile_w x tile_h outputs; returns the shared
 // memory needed, in floats.
+// The 22 integer parameters the Python side sends (stylegan3_ops/_kernels.py `_ints`), in
+// order: dst size, stage-1 factors/filter/padding, stage-3 factors/filter/offset, mode, whether
+// to write the mask, and the valid window. Shared by the launcher and the CPU emulation so the
+// two cannot read them differently. Returns write_mask.
+template <typename Int>
+inline bool read_int_params(ResampleParams& p, const Int* ints) {
+    int k = 0;
+    p.dst_h = (int)ints[k++]; p.dst_w = (int)ints[k++];
+    p.up_x = (int)ints[k++]; p.up_y = (int)ints[k++];
+    p.f1_w = (int)ints[k++]; p.f1_h = (int)ints[k++]; p.f1_sep = (int)ints[k++];
+    p.p0_x = (int)ints[k++]; p.p0_y = (int)ints[k++];
+    p.down_x = (int)ints[k++]; p.down_y = (int)ints[k++];
+    p.f3_w = (int)ints[k++]; p.f3_h = (int)ints[k++]; p.f3_sep = (int)ints[k++];
+    p.q0_x = (int)ints[k++]; p.q0_y = (int)ints[k++];
+    p.mode = (int)ints[k++];
+    const bool write_mask = ints[k++] != 0;
+    p.valid_x0 = (int)ints[k++]; p.valid_x1 = (int)ints[k++];
+    p.valid_y0 = (int)ints[k++]; p.valid_y1 = (int)ints[k++];
+    return write_mask;
+}
+
 inline int tile_geometry(ResampleParams& p, int tile_w, int tile_h) {
     p.tile_w = tile_w;
     p.tile_h = tile_h;
