@@ -201,6 +201,15 @@ SG3_DEV float point_op(const ResampleParams& p, float v, int plane, int mx, int 
 // windows of source samples shared by neighbouring outputs. Each reproduces exactly the
 // generic loop it replaces (same sums, same order of taps); see resample_tile.
 
+// The upsampling filter split into its U phases: output phase u uses taps (U - u) % U + U * r.
+template <int U, int F>
+SG3_DEV void polyphase_weights(const float* f, float (&w)[U][F / U]) {
+SG3_UNROLL
+    for (int u = 0; u < U; ++u)
+SG3_UNROLL
+        for (int r = 0; r < F / U; ++r) w[u][r] = f[(U - u) % U + U * r];
+}
+
 // Stage 1 along x: a thread makes the U intermediate samples that share one window of
 // R + 1 source samples. For a group starting at mid sample mb with (mb - p0) = U * kb,
 // sample mb + u takes taps t = (U - u) % U + U * r from source kb + (u > 0) + r.
@@ -209,10 +218,7 @@ SG3_DEV void up_pass_x(const ResampleParams& p, const float* s_src, float* s_up,
                        int tid, int nt) {
     constexpr int R = F / U;
     float w[U][R];
-SG3_UNROLL
-    for (int u = 0; u < U; ++u)
-SG3_UNROLL
-        for (int r = 0; r < R; ++r) w[u][r] = f[(U - u) % U + U * r];
+    polyphase_weights<U, F>(f, w);
     const int sw = p.src_tile_w, sh = p.src_tile_h, mw = p.mid_w;
     const int shift = pos_mod(m0x - p.p0_x, U);            // mb of group 0 is m0x - shift
     const int kb0 = (m0x - shift - p.p0_x) / U - k0x;       // its local source index (exact division)
@@ -245,10 +251,7 @@ SG3_DEV void up_pass_y(const ResampleParams& p, const float* s_up, float* s_mid,
                        int m0y, int k0y, int tid, int nt) {
     constexpr int R = F / U;
     float w[U][R];
-SG3_UNROLL
-    for (int u = 0; u < U; ++u)
-SG3_UNROLL
-        for (int r = 0; r < R; ++r) w[u][r] = f[(U - u) % U + U * r];
+    polyphase_weights<U, F>(f, w);
     const int sh = p.src_tile_h, mw = p.mid_w, mh = p.mid_h;
     const int shift = pos_mod(m0y - p.p0_y, U);
     const int kb0 = (m0y - shift - p.p0_y) / U - k0y;
