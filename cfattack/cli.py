@@ -389,7 +389,8 @@ def _generator_file(network: str) -> Path:
 @click.option("--trunc-cutoff", "truncation_cutoff", type=click.IntRange(min=0), default=None,
               help="Truncate only the first N ws (default: all).")
 @click.option("--class", "class_idx", type=click.IntRange(min=0), default=None,
-              help="Class index; required for conditional networks, refused for others.")
+              help="Class index for conditional networks (default: seed mod number of classes); "
+                   "refused for unconditional ones.")
 @click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True,
               help="Noise mode passed to synthesis.")
 @click.option("--translate", type=VEC2, default="0,0", show_default=True,
@@ -412,7 +413,8 @@ def generate(
     """Generate images from a StyleGAN3 network, one PNG per seed (like NVIDIA's gen_images.py).
 
     z for seed s is np.random.RandomState(s).randn(1, z_dim), so a seed gives the same image
-    as NVIDIA's tool on the same network. Output files are OUT/seed0000.png, ...
+    as NVIDIA's tool on the same network. A conditional network draws seed s as class
+    s mod (number of classes) unless --class is given. Output files are OUT/seed0000.png, ...
 
     \b
     Examples:
@@ -431,18 +433,19 @@ def generate(
         raise InvalidInputError("--device cuda was given but CUDA is not available here; use --device cpu")
     G = load_generator(_generator_file(network), device=device).eval().requires_grad_(False)
 
-    # Class label: conditional networks need one, unconditional ones take none.
-    c = torch.zeros([1, G.c_dim], device=device)
+    # Class label: conditional networks take --class, or class (seed mod classes) without it,
+    # so a seed range shows every class; unconditional networks take none.
     if G.c_dim > 0:
-        if class_idx is None:
-            raise InvalidInputError(
-                f"the network is conditional ({G.c_dim} classes): pass --class with a value in 0..{G.c_dim - 1}"
-            )
-        if class_idx >= G.c_dim:
+        if class_idx is not None and class_idx >= G.c_dim:
             raise InvalidInputError(f"--class {class_idx} is out of range: the network has classes 0..{G.c_dim - 1}")
-        c[:, class_idx] = 1
     elif class_idx is not None:
         raise InvalidInputError("--class was given but the network is unconditional (c_dim = 0); leave --class out")
+
+    def label_of(seed: int) -> torch.Tensor:
+        c = torch.zeros([1, G.c_dim], device=device)
+        if G.c_dim > 0:
+            c[:, seed % G.c_dim if class_idx is None else class_idx] = 1
+        return c
 
     # Translation/rotation: synthesis.input.transform holds the inverse of the image transform.
     input_layer = getattr(getattr(G, "synthesis", None), "input", None)
@@ -456,7 +459,7 @@ def generate(
     with torch.no_grad():
         for i, seed in enumerate(seeds):
             z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device, torch.float32)
-            ws = G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+            ws = G.mapping(z, label_of(seed), truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
             img = G.synthesis(ws, noise_mode=noise_mode, force_fp32=True)
             path = save_image(img[0], outdir / f"seed{seed:04d}.png")
             click.echo(f"[{i + 1}/{len(seeds)}] {path}")

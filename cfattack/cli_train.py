@@ -97,6 +97,8 @@ def _with_common(fn):
 @click.option("--d-channel-max", "d_channel_max", type=int, default=None, help="Discriminator max channels.")
 @click.option("--gamma", "r1_gamma", type=float, default=None, help="R1 penalty weight.")
 @click.option("--snapshot-kimg", type=float, default=None, help="Checkpoint and sample grid every N kimg.")
+@click.option("--init-from", default=None,
+              help="Warm start from another run's checkpoint (same layout); may add --conditional.")
 def train_gan_command(out_dir: Path, config_file: Path | None, max_minutes: float | None, quiet: bool,
                       **options: Any) -> None:
     """Train a StyleGAN3 generator against a residual discriminator.
@@ -108,6 +110,7 @@ def train_gan_command(out_dir: Path, config_file: Path | None, max_minutes: floa
     Examples:
       cfattack train gan --out runs/gan --kimg 600 --channel-max 32 --d-channel-max 32
       cfattack train gan --out runs/gan --max-minutes 9      # resume, 9 more minutes
+      cfattack train gan --out runs/cgan --conditional --init-from runs/gan --kimg 200
     """
     from cfattack.config import GanTrainingConfig
     from cfattack.training.gan import train_gan
@@ -353,6 +356,8 @@ def metrics_fd(network: str, classifier: str, data: str, num: int, truncation_ps
     click.echo(f"confident (p >= {result['coverage_threshold']}): {result['coverage_confident_share']:.1%}; "
                f"smallest class share: {result['coverage_min_class_share']:.1%}")
     click.echo("class shares: " + ", ".join(f"{k} {v:.1%}" for k, v in result["coverage_class_share"].items()))
+    if "label_agreement" in result:
+        click.echo(f"conditional: {result['label_agreement']:.1%} of samples classified as the class asked for")
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(result, indent=2))
 

@@ -80,6 +80,11 @@ class GanTrainingConfig(FrozenConfig):
     seed: int = Field(0, description="Seed of every random draw (init, data order, z, augmentation).")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None = torch's default).")
     device: str = Field("cpu", description="torch device for training.")
+    init_from: str | None = Field(
+        None,
+        description="Warm start: a `train gan` checkpoint (file or folder) whose G, G_ema and D weights "
+                    "start this run; an unconditional source may start a conditional run.",
+    )
 
 
 class ClassifierTrainingConfig(FrozenConfig):

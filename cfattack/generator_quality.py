@@ -14,9 +14,18 @@ import numpy as np
 import torch
 
 from cfattack.generator import Generator
-from cfattack.metrics import class_coverage, embed_images, frechet_distance
+from cfattack.metrics import class_coverage, embed_images, frechet_distance, predict_probabilities
 
-__all__ = ["generate_images", "generator_quality"]
+__all__ = ["generate_images", "generator_quality", "sample_labels"]
+
+
+def sample_labels(G: Generator, num: int, seed: int = 0) -> torch.Tensor | None:
+    """The class labels [num] that `generate_images` draws for a conditional G (None if unconditional)."""
+    if not G.c_dim:
+        return None
+    rng = torch.Generator().manual_seed(seed)
+    torch.randn(num, G.z_dim, generator=rng)  # z comes first in the stream
+    return torch.randint(0, G.c_dim, (num,), generator=rng)
 
 
 @torch.no_grad()
@@ -27,7 +36,7 @@ def generate_images(G: Generator, num: int, seed: int = 0, truncation_psi: float
     device = next(G.parameters()).device
     z_all = torch.randn(num, G.z_dim, generator=rng)  # all at once: results do not depend on `batch`
     if G.c_dim:
-        labels = class_labels if class_labels is not None else torch.randint(0, G.c_dim, (num,), generator=rng)
+        labels = class_labels if class_labels is not None else sample_labels(G, num, seed)
         c_all = torch.nn.functional.one_hot(labels[:num], G.c_dim).float()
     out = []
     for start in range(0, num, batch):
@@ -42,9 +51,16 @@ def generator_quality(G: Generator, classifier: torch.nn.Module, real_test: torc
                       truncation_psi: float = 1.0, threshold: float = 0.8) -> dict:
     """Fréchet distance (generated vs test, and the val-vs-test floor) plus class coverage.
 
-    Uses ``num`` generated images and at most ``num`` images of each real split.
+    Uses ``num`` generated images and at most ``num`` images of each real split. For a
+    conditional G the labels are drawn uniformly, and ``label_agreement`` is the share of samples
+    the classifier assigns to the class they were generated for.
     """
     fake = generate_images(G, num, seed=seed, truncation_psi=truncation_psi)
+    labels = sample_labels(G, num, seed)
+    agreement = {}
+    if labels is not None:
+        predicted = predict_probabilities(classifier, fake).argmax(dim=1)
+        agreement = {"label_agreement": float((predicted == labels).float().mean())}
     test = real_test[:num]
     val = real_val[:num]
     feats_test = embed_images(classifier, test)
@@ -58,4 +74,5 @@ def generator_quality(G: Generator, classifier: torch.nn.Module, real_test: torc
         "frechet_distance_val_vs_test": fd_floor,
         "frechet_ratio": float(fd_fake / fd_floor) if fd_floor > 0 else float(np.inf),
         **{f"coverage_{k}": v for k, v in coverage.items()},
+        **agreement,
     }

@@ -242,6 +242,10 @@ def train_gan(
     ckpt_path = out / CHECKPOINT_NAME
     if ckpt_path.exists():
         run.load(torch.load(ckpt_path, map_location="cpu", weights_only=True))  # load_state_dict moves it
+    elif config.init_from:
+        from cfattack.training.warm_start import warm_start_from_checkpoint
+
+        warm_start_from_checkpoint(config.init_from, config, run.G, run.G_ema, run.D)
     (out / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
 
     total_images = int(config.total_kimg * 1000)

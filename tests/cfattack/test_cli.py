@@ -275,11 +275,13 @@ def test_corrupt_network_file(tmp_path, content):
     assert "unexpected" not in result.stderr  # a NetworkLoadError, not a crash
 
 
-def test_conditional_network_needs_class(golden_net, tmp_path):
-    _, path = golden_net
-    result = run_cli("generate", "--network", path, "--seeds", "0", "--out", tmp_path)
-    assert_one_line_failure(result, "--class", "conditional", "0..9")
-    assert list(tmp_path.iterdir()) == []
+def test_conditional_network_without_class_draws_seed_mod_classes(golden_net, tmp_path):
+    G, path = golden_net
+    result = run_cli("generate", "--network", path, "--seeds", "3,14", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    for seed in (3, 14):
+        with Image.open(tmp_path / f"seed{seed:04d}.png") as pil:
+            np.testing.assert_allclose(np.asarray(pil), _expected_image(G, seed, class_idx=seed % 10), atol=1)
 
 
 def test_class_out_of_range(golden_net, tmp_path):

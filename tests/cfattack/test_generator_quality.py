@@ -56,3 +56,24 @@ def test_metrics_fd_command(tmp_path, tiny_models):
     assert "floor, real val vs test" in result.output
     saved = json.loads((tmp_path / "q.json").read_text())
     assert saved["num_generated"] == 200 and saved["frechet_distance_val_vs_test"] >= 0
+
+
+def test_conditional_generator_reports_label_agreement(tiny_models):
+    """The labels a conditional G is sampled with are reproducible, and agreement is measured on them."""
+    from cfattack.generator_quality import sample_labels
+    from cfattack.metrics import predict_probabilities
+
+    _, clf = tiny_models
+    torch.manual_seed(1)
+    G = Generator(z_dim=8, c_dim=10, w_dim=8, img_resolution=32, img_channels=1, channel_base=128, channel_max=8,
+                  num_layers=3, num_critical=1, margin_size=2).eval()
+    labels = sample_labels(G, 200, seed=5)
+    assert labels.shape == (200,) and len(labels.unique()) == 10
+    fake = generate_images(G, 200, seed=5)
+    assert torch.equal(fake, generate_images(G, 200, seed=5, class_labels=labels))
+    real = torch.rand(200, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    q = generator_quality(G, clf, real, real.flip(0), [str(i) for i in range(10)], num=200, seed=5)
+    expected = (predict_probabilities(clf, fake).argmax(1) == labels).float().mean().item()
+    assert q["label_agreement"] == pytest.approx(expected)
+    assert "label_agreement" not in generator_quality(tiny_models[0], clf, real, real, [str(i) for i in range(10)],
+                                                      num=50)

@@ -126,3 +126,47 @@ def test_discriminator_shapes_and_gradients(c_dim):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in D.parameters())
     with pytest.raises(ValueError, match="power of two"):
         Discriminator(c_dim=0, img_resolution=24, img_channels=1)
+
+
+def test_warm_start_adds_class_conditioning_without_changing_outputs(tmp_path, tiny_data):
+    train_gan(GanTrainingConfig(**TINY), tmp_path / "src", progress=False, data=tiny_data)
+    src = torch.load(tmp_path / "src" / CHECKPOINT_NAME, weights_only=True)
+    cfg = GanTrainingConfig(**{**TINY, "conditional": True, "init_from": str(tmp_path / "src")})
+    train_gan(cfg, tmp_path / "cond", progress=False, data=tiny_data, max_steps=0)
+    dst = torch.load(tmp_path / "cond" / CHECKPOINT_NAME, weights_only=True)
+    assert dst["step"] == 0 and dst["images_seen"] == 0  # a new run, not a resumed one
+
+    G_src, G_dst = (load_generator(p / GENERATOR_NAME) for p in (tmp_path / "src", tmp_path / "cond"))
+    assert G_src.c_dim == 0 and G_dst.c_dim == tiny_data.num_classes
+    z = torch.randn(6, G_src.z_dim, generator=torch.Generator().manual_seed(1))
+    reference = G_src(z, None, noise_mode="const")
+    for label in range(tiny_data.num_classes):
+        c = torch.nn.functional.one_hot(torch.full((6,), label), tiny_data.num_classes).float()
+        torch.testing.assert_close(G_dst(z, c, noise_mode="const"), reference, atol=1e-5, rtol=1e-5)
+
+    D_kwargs = dict(img_resolution=32, img_channels=1, channel_base=TINY["d_channel_base"],
+                    channel_max=TINY["d_channel_max"])
+    D_src, D_dst = Discriminator(c_dim=0, **D_kwargs), Discriminator(c_dim=tiny_data.num_classes, **D_kwargs)
+    D_src.load_state_dict(src["D"])
+    D_dst.load_state_dict(dst["D"])
+    x = tiny_data.images[:8]
+    c = torch.nn.functional.one_hot(tiny_data.labels[:8], tiny_data.num_classes).float()
+    torch.testing.assert_close(D_dst(x, c), D_src(x, None), atol=1e-5, rtol=1e-5)
+    # The label embedding is reachable by gradients from the first step.
+    D_dst(x, c).sum().backward()
+    assert D_dst.embed.weight.grad.abs().sum() > 0
+
+    # Training on moves away from the source, and the run resumes like any other.
+    more = train_gan(cfg, tmp_path / "cond", progress=False, data=tiny_data, max_steps=2)
+    assert more.step == 2
+
+
+def test_warm_start_refuses_a_different_layout_or_a_non_checkpoint(tmp_path, tiny_data):
+    train_gan(GanTrainingConfig(**{**TINY, "total_kimg": 0.008}), tmp_path / "src", progress=False, data=tiny_data)
+    wider = {**TINY, "d_channel_max": 16, "init_from": str(tmp_path / "src")}
+    with pytest.raises(InvalidInputError, match="same network layout.*d_channel_max"):
+        train_gan(GanTrainingConfig(**wider), tmp_path / "a", progress=False, data=tiny_data)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InvalidInputError, match="cannot read warm-start checkpoint"):
+        train_gan(GanTrainingConfig(**{**TINY, "init_from": str(tmp_path / "junk.pt")}), tmp_path / "b",
+                  progress=False, data=tiny_data)
