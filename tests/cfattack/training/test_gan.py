@@ -128,7 +128,7 @@ def test_discriminator_shapes_and_gradients(c_dim):
         Discriminator(c_dim=0, img_resolution=24, img_channels=1)
 
 
-def test_warm_start_adds_class_conditioning_without_changing_outputs(tmp_path, tiny_data):
+def test_warm_start_adds_class_conditioning_on_top_of_the_source_networks(tmp_path, tiny_data):
     train_gan(GanTrainingConfig(**TINY), tmp_path / "src", progress=False, data=tiny_data)
     src = torch.load(tmp_path / "src" / CHECKPOINT_NAME, weights_only=True)
     cfg = GanTrainingConfig(**{**TINY, "conditional": True, "init_from": str(tmp_path / "src")})
@@ -140,8 +140,17 @@ def test_warm_start_adds_class_conditioning_without_changing_outputs(tmp_path, t
     assert G_src.c_dim == 0 and G_dst.c_dim == tiny_data.num_classes
     z = torch.randn(6, G_src.z_dim, generator=torch.Generator().manual_seed(1))
     reference = G_src(z, None, noise_mode="const")
-    for label in range(tiny_data.num_classes):
-        c = torch.nn.functional.one_hot(torch.full((6,), label), tiny_data.num_classes).float()
+    labels = [torch.nn.functional.one_hot(torch.full((6,), k), tiny_data.num_classes).float()
+              for k in range(tiny_data.num_classes)]
+    # The label columns start at a fresh initialisation's scale, so labels change the images ...
+    fc0 = G_dst.mapping.fc0.weight
+    label_columns = fc0[:, G_src.z_dim:]
+    assert 0.5 < float(label_columns.std() * G_dst.mapping.fc0.weight_gain * fc0.shape[1] ** 0.5) < 2
+    assert not torch.allclose(G_dst(z, labels[0], noise_mode="const"), G_dst(z, labels[1], noise_mode="const"))
+    # ... and everything else is the source: with them switched off, every label gives its images.
+    with torch.no_grad():
+        label_columns.zero_()
+    for c in labels:
         torch.testing.assert_close(G_dst(z, c, noise_mode="const"), reference, atol=1e-5, rtol=1e-5)
 
     D_kwargs = dict(img_resolution=32, img_channels=1, channel_base=TINY["d_channel_base"],
