@@ -39,6 +39,20 @@ def test_train_gan_then_resume_then_encoder(tmp_path):
     assert torch.load(tmp_path / "enc" / "encoder.pt", weights_only=True)["format"] == "cfattack.encoder/1"
 
 
+def test_train_gan_conditional_warm_start_from_an_unconditional_run(tmp_path):
+    src = invoke("train", "gan", "--out", str(tmp_path / "gan"), *TINY_GAN[:1], "0.016", *TINY_GAN[2:])
+    assert src.exit_code == 0, src.output
+    cond = invoke("train", "gan", "--out", str(tmp_path / "cgan"), "--conditional", "--init-from",
+                  str(tmp_path / "gan"), *TINY_GAN)
+    assert cond.exit_code == 0, cond.output
+    assert "finished at step 4" in cond.output  # a new run: it counts its own images
+    config = json.loads((tmp_path / "cgan" / "config.json").read_text())
+    assert config["conditional"] and config["init_from"] == str(tmp_path / "gan")
+    gen = invoke("generate", "--network", str(tmp_path / "cgan" / "generator.pt"), "--seeds", "0-2",
+                 "--out", str(tmp_path / "img"))
+    assert gen.exit_code == 0 and len(list((tmp_path / "img").glob("seed*.png"))) == 3
+
+
 def test_config_file_and_options_combine(tmp_path):
     cfg = tmp_path / "gan.json"
     cfg.write_text(json.dumps({"batch": 8, "generator": {"channel_max": 8, "num_layers": 3, "num_critical": 1},
@@ -56,6 +70,8 @@ def test_config_file_and_options_combine(tmp_path):
         (["train", "gan", "--out", "{tmp}/x", "--batch", "1"], "invalid setting batch"),
         (["train", "encoder", "--out", "{tmp}/y"], "missing setting generator"),
         (["train", "encoder", "--out", "{tmp}/z", "--generator", "{tmp}/nope.pt"], "no such file"),
+        (["train", "gan", "--out", "{tmp}/w", "--init-from", "{tmp}/nope", "--kimg", "0.008", "--quiet"],
+         "cannot read warm-start checkpoint"),
     ],
 )
 def test_bad_settings_give_one_line(tmp_path, args, message):
