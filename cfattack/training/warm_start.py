@@ -62,7 +62,7 @@ def warm_start_from_checkpoint(path: str | Path, config: GanTrainingConfig, G: t
         raise InvalidInputError(f"{path} is conditional; warm-start it into a conditional run (--conditional)")
     with torch.no_grad():
         for net, key in ((G, "G"), (G_ema, "G_ema")):
-            _copy_into(net, state[key], _generator_rule(net, source.generator.z_dim))
+            _copy_into(net, state[key], _generator_rule(source.generator.z_dim))
         _copy_into(D, state["D"], _discriminator_rule(D))
 
 
@@ -80,7 +80,7 @@ def _copy_into(net: torch.nn.Module, src: Mapping[str, torch.Tensor], adapt) -> 
             adapt(key, value, target)
 
 
-def _generator_rule(G: torch.nn.Module, z_dim: int):
+def _generator_rule(z_dim: int):
     def adapt(key: str, value: torch.Tensor | None, target: torch.Tensor) -> None:
         if key.startswith("mapping.embed."):
             return  # new label embedding: keep its fresh initialisation
