@@ -70,6 +70,19 @@ def _both(fn, *tensors, **kwargs):
     return outs
 
 
+def _check_filtered_lrelu(x, b, fu, fd, dtype=torch.float32, **kwargs):
+    """Forward, dx and db of CUDA filtered_lrelu against the reference; returns the CUDA run's
+    leaves, the upstream gradient and its (dx, db) for further checks."""
+    (yc, (xc, bc)), (yr, (xr, br)) = _both(lambda x, b, impl: filtered_lrelu(x, fu, fd, b, impl=impl, **kwargs), x, b)
+    _close(yc, yr, "forward", dtype)
+    dy = torch.randn_like(yr)
+    gc = torch.autograd.grad(yc, (xc, bc), dy)
+    gr = torch.autograd.grad(yr, (xr, br), dy)
+    _close(gc[0], gr[0], "dx", dtype)
+    _close(gc[1].float(), gr[1].float(), "db", dtype, scale_tol=10)
+    return xc, bc, dy, gc
+
+
 # ---------------------------------------------------------------------------------------------
 # bias_act
 
@@ -293,13 +306,7 @@ def test_filtered_lrelu_generator_layers(layer, dtype, batch):
     clamp = 2.0 if dtype == torch.float32 else 256.0  # the generator's conv_clamp in float16
     kwargs = dict(up=up, down=2, padding=pad, gain=math.sqrt(2), slope=0.2, clamp=clamp)
     x = _kink_free_input(x, b, fu, up, pad, math.sqrt(2), 0.2, clamp).requires_grad_(True)
-    (yc, (xc, bc)), (yr, (xr, br)) = _both(lambda x, b, impl: filtered_lrelu(x, fu, fd, b, impl=impl, **kwargs), x, b)
-    _close(yc, yr, "forward", dtype)
-    dy = torch.randn_like(yr)
-    gc = torch.autograd.grad(yc, (xc, bc), dy)
-    gr = torch.autograd.grad(yr, (xr, br), dy)
-    _close(gc[0], gr[0], "dx", dtype)
-    _close(gc[1].float(), gr[1].float(), "db", dtype, scale_tol=10)
+    _check_filtered_lrelu(x, b, fu, fd, dtype, **kwargs)
 
 
 @pytest.mark.parametrize("width", [37, 38, 39, 40, 41])
@@ -315,13 +322,7 @@ def test_filtered_lrelu_h200_failure_config(batch, width):
     x.requires_grad_(True)
     b.requires_grad_(True)
     kwargs = dict(up=2, down=2, padding=pad, gain=math.sqrt(2), slope=0.2, clamp=clamp)
-    (yc, (xc, bc)), (yr, (xr, br)) = _both(lambda x, b, impl: filtered_lrelu(x, fu, fd, b, impl=impl, **kwargs), x, b)
-    _close(yc, yr, "forward")
-    dy = torch.randn_like(yr)
-    gc = torch.autograd.grad(yc, (xc, bc), dy)
-    gr = torch.autograd.grad(yr, (xr, br), dy)
-    _close(gc[0], gr[0], "dx")
-    _close(gc[1], gr[1], "db", scale_tol=10)
+    xc, bc, dy, gc = _check_filtered_lrelu(x, b, fu, fd, **kwargs)
     # Repeated runs give identical results (no race between the blocks writing the mask).
     gc2 = torch.autograd.grad(filtered_lrelu(xc, fu, fd, bc, impl="cuda", **kwargs), (xc, bc), dy)
     assert torch.equal(gc2[0], gc[0])  # dx: no atomics, so bit-identical
@@ -369,13 +370,7 @@ def test_filtered_lrelu_random_configs(case):
     x = _kink_free_input(torch.randn(2, 3, h, w, device="cuda"), b, fu, up, pad, gain, slope, clamp, flip, scale=1.0)
     x.requires_grad_(True)
     kwargs = dict(up=up, down=down, padding=pad, gain=gain, slope=slope, clamp=clamp, flip_filter=flip)
-    (yc, (xc, bc)), (yr, (xr, br)) = _both(lambda x, b, impl: filtered_lrelu(x, fu, fd, b, impl=impl, **kwargs), x, b)
-    _close(yc, yr, "forward")
-    dy = torch.randn_like(yr)
-    gc = torch.autograd.grad(yc, (xc, bc), dy)
-    gr = torch.autograd.grad(yr, (xr, br), dy)
-    _close(gc[0], gr[0], "dx")
-    _close(gc[1], gr[1], "db", scale_tol=10)
+    _check_filtered_lrelu(x, b, fu, fd, **kwargs)
 
 
 def test_filtered_lrelu_without_grad_and_channels_last():
