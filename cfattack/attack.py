@@ -278,7 +278,7 @@ class LatentAttack:
     Args:
         decode: ws [N, *latent] -> images [N, C, H, W] (e.g. ``lambda ws: G.synthesis(ws, noise_mode="const")``).
         classifier: images -> logits [N, K]; ``K == 1`` is one sigmoid logit for class 1.
-        config: step rule, stopping rule, space, objective, proximity term, frames.
+        config: step rule, stopping rule, space, movable ws entries, objective, proximity term, frames.
     """
 
     def __init__(
@@ -336,6 +336,7 @@ class LatentAttack:
         var = x0.clone()
         track = _Tracks.empty(x0, cfg.steps, cfg.num_frames)
         moments = (torch.zeros_like(var), torch.zeros_like(var)) if cfg.optimizer == "adam" else None
+        movable = self._movable_entries(var)
         recorder = _PathRecorder(capacity=max(128, 16 * cfg.num_frames))
         num_classes = 0
 
@@ -376,6 +377,8 @@ class LatentAttack:
             grad = torch.zeros_like(x)
             if going.any():
                 grad = _gradient(loss[going].sum(), x)
+                if movable is not None:
+                    grad = torch.where(movable, grad, torch.zeros_like(grad))
                 ended[going & ~_all_per_item(torch.isfinite(grad))] = _NON_FINITE
                 ended[(ended == _GOING) & _all_per_item(grad == 0)] = _ZERO_GRADIENT
 
@@ -417,6 +420,14 @@ class LatentAttack:
 
     def _shares_w(self, ws0: torch.Tensor | None) -> bool:
         return self.config.space == "w" and ws0 is not None and ws0.ndim == 3
+
+    def _movable_entries(self, var: torch.Tensor) -> torch.Tensor | None:
+        """[1, num_ws, 1] bool: the ws entries ``config.layers`` lets move (None = all of them)."""
+        if self.config.layers is None:
+            return None
+        mask = torch.zeros(1, var.shape[1], 1, dtype=torch.bool, device=var.device)
+        mask[0, list(self.config.layers)] = True
+        return mask
 
     def _start(self, ws0: torch.Tensor | None, start_images: torch.Tensor | None) -> torch.Tensor:
         """The variable the loop moves, at iterate 0."""
@@ -470,6 +481,12 @@ class LatentAttack:
                 raise InvalidInputError(f"ws0 must be [N, num_ws, w_dim] or [N, D] with N >= 1, got {tuple(ws0.shape)}")
             if not torch.isfinite(ws0).all():
                 raise InvalidInputError("ws0 contains NaN or infinite values")
+            layers = self.config.layers
+            if layers is not None and ws0.ndim != 3:
+                raise InvalidInputError(f"layers needs ws0 of shape [N, num_ws, w_dim], got {tuple(ws0.shape)}")
+            if layers is not None and max(layers) >= ws0.shape[1]:
+                raise InvalidInputError(
+                    f"layers {list(layers)} is out of range: the ws have entries 0..{ws0.shape[1] - 1}")
             ws0 = ws0.detach()
         if images is not None:
             if not isinstance(images, torch.Tensor) or not images.is_floating_point():

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from cfattack.cli_compare import compare
 from cfattack.cli_explain import explain
 from cfattack.cli_train import bundle_group, metrics, train
 from cfattack.errors import CfattackError, InvalidInputError
+from cfattack.int_ranges import parse_int_ranges
 
 __all__ = ["cli", "main", "parse_seeds", "parse_vec2"]
 
@@ -57,26 +57,7 @@ def parse_seeds(text: str) -> list[int]:
         InvalidInputError: malformed text, a seed outside [0, 2**32 - 1], a reversed range or
             more than `MAX_SEEDS` seeds.
     """
-    seeds: dict[int, None] = {}  # ordered set
-    parts = [p.strip() for p in str(text).split(",")]
-    if not any(parts):
-        raise InvalidInputError("no seeds given; use e.g. 0-7 or 1,3,5-6")
-    for part in parts:
-        match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
-        if match is None:
-            raise InvalidInputError(
-                f"cannot read {part!r} as a seed or range; use non-negative integers like 0-7 or 1,3,5-6"
-            )
-        start = int(match.group(1))
-        stop = int(match.group(2)) if match.group(2) is not None else start
-        if stop > _SEED_MAX:
-            raise InvalidInputError(f"seed {stop} is too large; seeds go from 0 to {_SEED_MAX}")
-        if stop < start:
-            raise InvalidInputError(f"range {part!r} runs backwards; write it as {stop}-{start}")
-        if len(seeds) + (stop - start + 1) > MAX_SEEDS:
-            raise InvalidInputError(f"too many seeds (more than {MAX_SEEDS}); split the job into smaller ranges")
-        seeds.update(dict.fromkeys(range(start, stop + 1)))
-    return list(seeds)
+    return parse_int_ranges(text, noun="seed", example="0-7 or 1,3,5-6", maximum=_SEED_MAX, max_count=MAX_SEEDS)
 
 
 def parse_vec2(text: str) -> tuple[float, float]:

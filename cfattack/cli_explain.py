@@ -70,6 +70,9 @@ _EXPLAIN_OPTIONS = (
                  default="probability", show_default=True, help="Quantity the attack raises."),
     click.option("--proximity", type=click.FloatRange(min=0), default=0.0, show_default=True,
                  help="Weight of the penalty on mean((ws - ws0)^2)."),
+    click.option("--layers", default=None, callback=lambda ctx, param, value: _layers_option(value),
+                 help="W+ entries the attack may move, e.g. 0 or 0-3 [default: all]. Entry 0 only turns and "
+                      "shifts the image."),
     click.option("--inversion-steps", type=click.IntRange(0, 100_000), default=100, show_default=True,
                  help="Optimisation steps refining the encoder's inversion."),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random draws."),
@@ -83,15 +86,29 @@ def explain_options(command: Any) -> Any:
     return command
 
 
+def _layers_option(value: str | None) -> tuple[int, ...] | None:
+    """``--layers`` text -> ws entry indices (None = every entry)."""
+    from cfattack.int_ranges import parse_int_ranges
+
+    if value is None:
+        return None
+    try:
+        return tuple(parse_int_ranges(value, noun="ws entry", example="0 or 0-3", maximum=1023, max_count=1024))
+    except InvalidInputError as e:
+        raise click.BadParameter(str(e)) from None
+
+
 def explain_config(steps: int, lr: float, threshold: float, space: str, objective: str, proximity: float,
-                   inversion_steps: int, seed: int) -> Any:
+                   inversion_steps: int, seed: int, layers: tuple[int, ...] | None = None) -> Any:
     """The `ExplainConfig` those options describe."""
     from cfattack.config import AttackConfig, InversionConfig
     from cfattack.explanation import ExplainConfig
 
+    if layers is not None and space != "w+":
+        raise InvalidInputError(f"--layers picks W+ entries; it needs --space w+, not {space}")
     return ExplainConfig(
         attack=AttackConfig(steps=steps, lr=lr, threshold=threshold, space=space, objective=objective,
-                            proximity_weight=proximity, seed=seed),
+                            proximity_weight=proximity, seed=seed, layers=layers),
         inversion=InversionConfig(steps=inversion_steps),
     )
 
@@ -116,8 +133,8 @@ def require_cuda() -> None:
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def explain(image: Path, target: str, bundle_name: str, classifier: str | None, outdir: Path | None, steps: int,
-            lr: float, threshold: float, space: str, objective: str, proximity: float, inversion_steps: int,
-            seed: int, device: str, quiet: bool) -> None:
+            lr: float, threshold: float, space: str, objective: str, proximity: float,
+            layers: tuple[int, ...] | None, inversion_steps: int, seed: int, device: str, quiet: bool) -> None:
     """Explain why the classifier labels IMAGE as it does: what would make it TARGET?
 
     \b
@@ -129,7 +146,7 @@ def explain(image: Path, target: str, bundle_name: str, classifier: str | None, 
 
     if not image.exists():
         raise InvalidInputError(f"image file not found: {image}")
-    config = explain_config(steps, lr, threshold, space, objective, proximity, inversion_steps, seed)
+    config = explain_config(steps, lr, threshold, space, objective, proximity, inversion_steps, seed, layers)
     bar = tqdm(total=len(_STAGES), disable=quiet or not sys.stderr.isatty(), leave=False, bar_format="{desc:<14} {bar} {n_fmt}/{total_fmt}")
 
     def stage(name: str) -> None:

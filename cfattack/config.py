@@ -213,9 +213,28 @@ class AttackConfig(FrozenConfig):
     proximity_weight: float = Field(
         0.0, ge=0, allow_inf_nan=False, description="Weight of the penalty mean((ws - ws0)^2) added to the loss."
     )
+    layers: tuple[int, ...] | None = Field(
+        None,
+        description=(
+            "W+ only: the ws entries the attack may move, the rest stay at ws0 (None = all). In a "
+            "StyleGAN3 generator entry 0 sets only the input's rotation and translation, so (0,) asks "
+            "for a purely geometric counterfactual; low entries shape the object, high ones its detail."
+        ),
+    )
     num_frames: int = Field(8, ge=2, le=1000, description="Evenly spaced iterates kept along each path, start and end included.")
     record_images: bool = Field(True, description="Decode the frames into images (else only their latents are kept).")
     seed: int | None = Field(0, description="Seeds torch's generator during the run (random noise in decode); None = leave it.")
+
+    @model_validator(mode="after")
+    def _layers_are_w_plus_entries(self) -> "AttackConfig":
+        if self.layers is not None:
+            if not self.layers:
+                raise ValueError("layers must name at least one ws entry (or be None for all)")
+            if min(self.layers) < 0 or len(set(self.layers)) != len(self.layers):
+                raise ValueError(f"layers must be distinct non-negative ws indices, got {list(self.layers)}")
+            if self.space != "w+":
+                raise ValueError(f"layers picks W+ entries; it needs space 'w+', not {self.space!r}")
+        return self
 
 
 __all__ += ["AttackConfig"]

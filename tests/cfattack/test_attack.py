@@ -282,6 +282,31 @@ def test_w_and_w_plus_on_tiny_stylegan(tiny, space):
     torch.testing.assert_close(result.latent_distance, (result.ws_cf - ws0).flatten(1).norm(dim=1))
 
 
+def test_layers_move_only_the_chosen_ws_entries(tiny):
+    G, cnn, ws0 = tiny
+    target = weakest_class(G, cnn, ws0)
+    # (Entry 0 feeds the input's rotation and translation, whose weights start at zero in an
+    # untrained generator, so its gradient would be zero here.)
+    result = attack(cnn, decoder(G), layers=(1, 3), steps=3, lr=0.05, threshold=0.99).run(ws0, target)
+    moved = (result.ws_cf - ws0).abs().amax(dim=(0, 2))  # per entry, over items and w
+    assert moved[1] > 0 and moved[3] > 0
+    still = [0, 2] + list(range(4, G.num_ws))
+    assert torch.equal(result.ws_cf[:, still], ws0[:, still])
+    assert torch.equal(result.frames_ws[:, :, still], ws0[:, None, still].expand_as(result.frames_ws[:, :, still]))
+    assert torch.all(result.probability_curves[0][-1] > result.probability_curves[0][0])
+
+
+def test_layers_outside_ws_or_outside_w_plus_are_refused(tiny):
+    G, cnn, ws0 = tiny
+    with pytest.raises(InvalidInputError, match="out of range"):
+        attack(cnn, decoder(G), layers=(G.num_ws,)).run(ws0, 0)
+    with pytest.raises(InvalidInputError, match=r"\[N, num_ws, w_dim\]"):
+        attack(layers=(0,)).run(X_START[None], 1)
+    for bad in ({"layers": ()}, {"layers": (1, 1)}, {"layers": (-1,)}, {"layers": (0,), "space": "w"}):
+        with pytest.raises(ValidationError):
+            AttackConfig(**bad)
+
+
 def test_pixel_space_changes_pixels_within_range(tiny):
     G, cnn, ws0 = tiny
     target = weakest_class(G, cnn, ws0)

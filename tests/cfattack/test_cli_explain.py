@@ -48,6 +48,19 @@ def test_explain_options_reach_the_config(tmp_path):
     assert data["target"] == "ankle-boot" and data["threshold"] == 0.6
 
 
+def test_layers_option_moves_only_those_ws_entries(tmp_path):
+    out = tmp_path / "r"
+    result = run_cli("explain", EXAMPLES / "coat-1.png", "--target", "pullover", "--out", out, "--layers", "0-1",
+                     "--steps", "40", *FAST)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((out / "explanation.json").read_text())["config"]["attack"]["layers"] == [0, 1]
+    for value, words in (("x", ("--layers", "ws entry")), ("99", ("out of range", "0..")), ("3-1", ("backwards",))):
+        result = run_cli("explain", EXAMPLES / "coat-1.png", "--target", "pullover", "--layers", value, *FAST)
+        assert_one_line_failure(result, *words)
+    result = run_cli("explain", EXAMPLES / "coat-1.png", "--target", "pullover", "--layers", "0", "--space", "w", *FAST)
+    assert_one_line_failure(result, "--space w+")
+
+
 def test_default_out_dir_is_named_after_image_and_target(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert default_out_dir(Path("a/b/shoe.png"), "ankle boot") == Path("explanations/shoe-to-ankle-boot")
