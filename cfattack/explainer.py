@@ -76,6 +76,10 @@ class Explainer:
 
         self.descriptors = default_descriptors(bundle.spec.image.channels)
 
+    def clear_cache(self) -> None:
+        """Forget the inversions kept for reuse, so the next explanation inverts from scratch (timing, memory)."""
+        self._inversions.clear()
+
     @property
     def device(self) -> torch.device:
         return self.bundle.device
@@ -248,7 +252,8 @@ class Explainer:
         run would give. A few recent batches are kept.
         """
         inverter = Inverter(self.bundle.generator, self.bundle.encoder, clf, self.config.inversion)
-        key = (hashlib.sha1(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest(), tuple(x.shape), str(x.device))
+        key = (hashlib.sha1(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest(), tuple(x.shape), str(x.device),
+               self.config.inversion.model_dump_json())
         cached = self._inversions.pop(key, None)
         result = inverter.invert(x) if cached is None else inverter.judge(cached, x)
         self._inversions[key] = result

@@ -234,6 +234,18 @@ def test_known_answer_the_one_descriptor_the_classifier_uses_ranks_first(bundle)
     assert measured_first.count("centroid_x") / len(measured_first) >= 0.9, measured_first
 
 
+def test_new_inversion_settings_or_clear_cache_invert_afresh(bundle):
+    explainer = Explainer(bundle, FAST)
+    first = explainer.explain(EXAMPLES / "coat-1.png", "pullover")
+    explainer.config = ExplainConfig(inversion=InversionConfig(steps=0))
+    encoder_only = explainer.explain(EXAMPLES / "coat-1.png", "pullover")
+    assert len(explainer._inversions) == 2
+    assert encoder_only.inversion.psnr < first.inversion.psnr  # 0 refinement steps, not the 20-step result
+    explainer.clear_cache()
+    assert not explainer._inversions
+    assert explainer.explain(EXAMPLES / "coat-1.png", "pullover").inversion == encoder_only.inversion
+
+
 def test_a_second_classifier_reuses_the_inversion_of_the_same_image(bundle):
     """Inversion does not depend on the classifier: the second explanation reuses it, flags rejudged."""
     base = bundle.classifier()
