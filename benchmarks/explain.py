@@ -6,9 +6,9 @@ with the paper's attack settings (Adam, lr 0.01, at most 500 steps, threshold 0.
 table of flip rate, median steps, median latent distance, median pixel RMS change, realism
 and seconds per explanation: batched (all items of a space in one call) and one at a time (the
 first target of each of the first ``--single`` images, each inverting its image afresh).
-Realism is the Fréchet distance, in the classifier's embedding, between the counterfactuals and real test images of the same target classes (one real image drawn per
-counterfactual); the floor is the same distance between two such draws of real images. It is
-measured twice: in the attacked classifier's embedding, and in a reference classifier's that the
+Realism is the Fréchet distance between the counterfactuals and real test images of the same
+target classes (one real image drawn per counterfactual); the floor is the same distance
+between two such draws of real images. It is measured twice: in the attacked classifier's embedding, and in a reference classifier's that the
 attack never saw (``--reference``, default the bundle's ``offset-l2``, reduced to its top 16
 principal axes over real test images, as ``cfattack compare`` does). Last, the bundle's other
 classifiers label each reached counterfactual: the share they give the target and the source
@@ -80,17 +80,16 @@ def run_space(explainer: Explainer, paths: list[Path], targets: list[str], space
 
     reached = [e for e in results if e.reached]
     fd = floor = ref_fd = ref_floor = None
-    if real is not None and len(reached) > 1:
-        cf = torch.stack([e.images.counterfactual for e in reached]).to(explainer.device)
-        classes = [e.target_index for e in reached]
-        fd, floor = realism(lambda x: embed_images(clf, x), cf, classes, real)
-        if reference is not None:
-            ref_fd, ref_floor = realism(reference, cf, classes, real)
     others = {}
-    if len(reached) > 0:
+    if reached:
         cf = torch.stack([e.images.counterfactual for e in reached]).to(explainer.device)
         target_idx = torch.tensor([e.target_index for e in reached])
         source_idx = torch.tensor([e.source_index for e in reached])
+    if real is not None and len(reached) > 1:
+        fd, floor = realism(lambda x: embed_images(clf, x), cf, target_idx.tolist(), real)
+        if reference is not None:
+            ref_fd, ref_floor = realism(reference, cf, target_idx.tolist(), real)
+    if reached:
         for name in explainer.bundle.classifiers:
             if name == clf.name:
                 continue

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from cfattack.errors import InvalidInputError
+from cfattack.int_ranges import parse_int_ranges
 
 __all__ = ["explain", "default_out_dir", "explain_config", "explain_options", "format_summary", "require_cuda"]
 
@@ -88,12 +89,11 @@ def explain_options(command: Any) -> Any:
 
 def _layers_option(value: str | None) -> tuple[int, ...] | None:
     """``--layers`` text -> ws entry indices (None = every entry)."""
-    from cfattack.int_ranges import parse_int_ranges
-
     if value is None:
         return None
     try:
-        return tuple(parse_int_ranges(value, noun="ws entry", example="0 or 0-3", maximum=1023, max_count=1024))
+        return tuple(parse_int_ranges(value, noun="ws entry", plural="ws entries", example="0 or 0-3",
+                                      maximum=1023, max_count=1024))
     except InvalidInputError as e:
         raise click.BadParameter(str(e)) from None
 
