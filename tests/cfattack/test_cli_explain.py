@@ -48,7 +48,7 @@ def test_explain_options_reach_the_config(tmp_path):
     assert data["target"] == "ankle-boot" and data["threshold"] == 0.6
 
 
-def test_layers_option_moves_only_those_ws_entries(tmp_path):
+def test_layers_option_reaches_the_config_and_bad_values_are_one_line(tmp_path):
     out = tmp_path / "r"
     result = run_cli("explain", EXAMPLES / "coat-1.png", "--target", "pullover", "--out", out, "--layers", "0-1",
                      "--steps", "40", *FAST)
