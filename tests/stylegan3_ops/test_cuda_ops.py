@@ -70,17 +70,22 @@ def _both(fn, *tensors, **kwargs):
     return outs
 
 
-def _check_filtered_lrelu(x, b, fu, fd, dtype=torch.float32, **kwargs):
-    """Forward, dx and db of CUDA filtered_lrelu against the reference; returns the CUDA run's
+def _check_x_b_op(fn, x, b, dtype, db_scale_tol, **kwargs):
+    """Forward, dx and db of fn(x, b) on CUDA against the reference; returns the CUDA run's
     leaves, the upstream gradient and its (dx, db) for further checks."""
-    (yc, (xc, bc)), (yr, (xr, br)) = _both(lambda x, b, impl: filtered_lrelu(x, fu, fd, b, impl=impl, **kwargs), x, b)
+    (yc, (xc, bc)), (yr, (xr, br)) = _both(fn, x, b, **kwargs)
     _close(yc, yr, "forward", dtype)
     dy = torch.randn_like(yr)
     gc = torch.autograd.grad(yc, (xc, bc), dy)
     gr = torch.autograd.grad(yr, (xr, br), dy)
     _close(gc[0], gr[0], "dx", dtype)
-    _close(gc[1].float(), gr[1].float(), "db", dtype, scale_tol=10)
+    _close(gc[1].float(), gr[1].float(), "db", dtype, scale_tol=db_scale_tol)
     return xc, bc, dy, gc
+
+
+def _check_filtered_lrelu(x, b, fu, fd, dtype=torch.float32, **kwargs):
+    """`_check_x_b_op` for filtered_lrelu with filters fu, fd."""
+    return _check_x_b_op(lambda x, b, impl: filtered_lrelu(x, fu, fd, b, impl=impl, **kwargs), x, b, dtype, 10)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,13 +100,7 @@ def test_bias_act_forward_and_gradients(act, dtype, clamp):
         clamp = 100.0  # float16 rounding would move samples across a tight clamp edge
     x = (torch.randn(4, 7, 5, 3, device="cuda") * 2).to(dtype).requires_grad_(True)
     b = torch.randn(7, device="cuda", dtype=dtype).requires_grad_(True)
-    (yc, (xc, bc)), (yr, (xr, br)) = _both(bias_act, x, b, act=act, clamp=clamp)
-    _close(yc, yr, "forward", dtype)
-    dy = torch.randn_like(yr)
-    gc = torch.autograd.grad(yc, (xc, bc), dy)
-    gr = torch.autograd.grad(yr, (xr, br), dy)
-    _close(gc[0], gr[0], "dx", dtype)
-    _close(gc[1].float(), gr[1].float(), "db", dtype, scale_tol=5)
+    _check_x_b_op(bias_act, x, b, dtype, 5, act=act, clamp=clamp)
 
 
 @pytest.mark.parametrize("act", list(ACTIVATIONS))
