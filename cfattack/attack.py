@@ -13,6 +13,11 @@ Example::
     result.ws_cf, result.images_cf               # [N, num_ws, w_dim], [N, C, H, W]
     result.summary()[0].steps                    # pydantic, one per item
 
+With ``AttackConfig.shift_lr`` the attack also translates each item as a whole, along
+directions of ws entry 0 the caller passes in (``shift_directions``, from
+`cfattack.translation.translation_directions`), so a generator that has learnt to keep its
+objects centred can still answer "move it".
+
 The attack sees only two callables, so it works with any decoder (a VAE, the identity) and any
 classifier that returns logits ``[N, K]`` (``K == 1``: one sigmoid logit for class 1). Both must
 treat the items of a batch independently, e.g. networks in eval mode: finished items leave the
@@ -122,6 +127,11 @@ def adam_update(
     return lr * m_hat / (v_hat.sqrt() + _ADAM_EPS), m, v
 
 
+def _moments(like: torch.Tensor, optimizer: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Adam's zeroed (m, v) for a variable shaped like ``like``; None for the stateless rules."""
+    return (torch.zeros_like(like), torch.zeros_like(like)) if optimizer == "adam" else None
+
+
 def _frame_steps(end_step: int, num_frames: int) -> list[int]:
     """num_frames evenly spaced steps from 0 to end_step, both included (repeats if the path is short)."""
     return [math.floor(j * end_step / (num_frames - 1) + 0.5) for j in range(num_frames)]
@@ -201,6 +211,9 @@ class AttackItemSummary(FrozenConfig):
     pixel_l2: float = Field(..., description="L2 norm of the difference of the start and final images.")
     probability_curve: list[float] = Field(..., description="Target probability at iterates 0..steps.")
     frame_steps: list[int] = Field(..., description="The iterates kept as frames, first and last included.")
+    shift_px: tuple[float, float] | None = Field(
+        None, description="With shift_lr: (right, down) pixels the item was moved as a whole (first order)."
+    )
 
 
 @dataclass(frozen=True)
@@ -232,6 +245,7 @@ class AttackResult:
     frames_ws: torch.Tensor | None  # [N, num_frames, *latent]
     frames_images: torch.Tensor | None  # [N, num_frames, C, H, W]; None unless record_images (or pixel space)
     seconds: float  # wall-clock time of the whole run
+    shift_px: torch.Tensor | None = None  # [N, 2] with shift_lr: (right, down) pixels the shift rule moved, first order
 
     def __len__(self) -> int:
         return int(self.target.shape[0])
@@ -263,6 +277,7 @@ class AttackResult:
                 pixel_l2=float(self.pixel_l2[i]),
                 probability_curve=self.probability_curves[i].tolist(),
                 frame_steps=self.frame_steps[i].tolist(),
+                shift_px=None if self.shift_px is None else (float(self.shift_px[i, 0]), float(self.shift_px[i, 1])),
             )
             for i in range(len(self))
         ]
@@ -297,6 +312,7 @@ class LatentAttack:
         target: int | Sequence[int] | torch.Tensor,
         *,
         images: torch.Tensor | None = None,
+        shift_directions: torch.Tensor | None = None,
     ) -> AttackResult:
         """Attack N items at once; each stops at its first iterate past the threshold.
 
@@ -307,6 +323,8 @@ class LatentAttack:
                 be None in pixel space when ``images`` is given.
             target: one class index for all items, or one per item ([N]).
             images: pixel space only: start images [N, C, H, W] in [-1, 1] instead of decode(ws0).
+            shift_directions: with ``config.shift_lr``: [N, 2, w_dim], the changes of ws entry 0
+                that shift each item by one pixel right and down.
 
         Returns:
             `AttackResult`. A zero or non-finite gradient or loss ends that item with its
@@ -315,6 +333,7 @@ class LatentAttack:
         cfg = self.config
         began = time.perf_counter()
         ws0, start_images = self._check_inputs(ws0, images)
+        shift_directions = self._check_shift_directions(shift_directions, ws0)
         batch = ws0.shape[0] if ws0 is not None else start_images.shape[0]
         device = ws0.device if ws0 is not None else start_images.device
         target = _check_target(target, batch, device)
@@ -323,19 +342,24 @@ class LatentAttack:
         with torch.random.fork_rng(devices=fork_devices, enabled=cfg.seed is not None), torch.enable_grad():
             if cfg.seed is not None:
                 torch.manual_seed(cfg.seed)
-            return self._ascend(ws0, start_images, target, began)
+            return self._ascend(ws0, start_images, target, began, shift_directions)
 
     # --- the loop ---------------------------------------------------------------------------
 
     def _ascend(
-        self, ws0: torch.Tensor | None, start_images: torch.Tensor | None, target: torch.Tensor, began: float
+        self, ws0: torch.Tensor | None, start_images: torch.Tensor | None, target: torch.Tensor, began: float,
+        shift_directions: torch.Tensor | None,
     ) -> AttackResult:
         cfg = self.config
         x0 = self._start(ws0, start_images)
         anchor = x0 if cfg.space == "pixel" else ws0  # what the proximity term measures against
         var = x0.clone()
         track = _Tracks.empty(x0, cfg.steps, cfg.num_frames)
-        moments = (torch.zeros_like(var), torch.zeros_like(var)) if cfg.optimizer == "adam" else None
+        moments = _moments(var, cfg.optimizer)
+        shifts = None  # shift_lr: [N, 2] pixels moved so far, and the update rule's state
+        if shift_directions is not None:
+            shifts = torch.zeros(var.shape[0], 2, dtype=var.dtype, device=var.device)
+            shift_moments = _moments(shifts, cfg.optimizer)
         movable = self._movable_entries(var)
         recorder = _PathRecorder(capacity=max(128, 16 * cfg.num_frames))
         num_classes = 0
@@ -375,12 +399,19 @@ class LatentAttack:
             # 4. Gradient for the rest; a zero or non-finite one ends the item too.
             going = ended == _GOING
             grad = torch.zeros_like(x)
+            shift_grad = None
             if going.any():
                 grad = _gradient(loss[going].sum(), x)
+                if shift_directions is not None:  # d loss / d shift, before layers masks entry 0
+                    shift_grad = torch.einsum("nd,nkd->nk", grad[:, 0], shift_directions[rows])
+                    ended[going & ~_all_per_item(torch.isfinite(shift_grad))] = _NON_FINITE
                 if movable is not None:
                     grad = torch.where(movable, grad, torch.zeros_like(grad))
                 ended[going & ~_all_per_item(torch.isfinite(grad))] = _NON_FINITE
-                ended[(ended == _GOING) & _all_per_item(grad == 0)] = _ZERO_GRADIENT
+                no_gradient = _all_per_item(grad == 0)
+                if shift_grad is not None:
+                    no_gradient &= _all_per_item(shift_grad == 0)
+                ended[(ended == _GOING) & no_gradient] = _ZERO_GRADIENT
 
             # 5. Book-keep the items that ended at this iterate; they never move again.
             done = ended != _GOING
@@ -395,25 +426,31 @@ class LatentAttack:
             going = ended == _GOING
             if going.any():
                 moving = rows[going]
-                var[moving] = var[moving] - self._update(grad[going], moving, moments, step + 1)
+                delta = self._update(grad[going], moving, moments, step + 1, cfg.lr)
+                if shifts is not None and shift_grad is not None:
+                    moved = self._update(shift_grad[going], moving, shift_moments, step + 1, cfg.shift_lr)
+                    shifts[moving] -= moved
+                    delta[:, 0] += torch.einsum("nk,nkd->nd", moved, shift_directions[moving])
+                var[moving] = var[moving] - delta
                 if cfg.space == "pixel":
                     var[moving] = var[moving].clamp(-1, 1)
 
-        return self._result(ws0, x0, var, target, track, began)
+        return self._result(ws0, x0, var, target, track, began, shifts)
 
     def _update(
-        self, grad: torch.Tensor, rows: torch.Tensor, moments: tuple[torch.Tensor, torch.Tensor] | None, step: int
+        self, grad: torch.Tensor, rows: torch.Tensor, moments: tuple[torch.Tensor, torch.Tensor] | None, step: int,
+        lr: float,
     ) -> torch.Tensor:
         """The amount to subtract from the moving rows; Adam's (m, v) are full-batch and updated in place."""
         cfg = self.config
         if cfg.optimizer == "sgd":
-            return sgd_update(grad, cfg.lr)
+            return sgd_update(grad, lr)
         if cfg.optimizer == "normalized":
-            return normalized_update(grad, cfg.lr)
+            return normalized_update(grad, lr)
         assert moments is not None
         m, v = moments
         # Every moving item has moved at each earlier step, so all share Adam's step count.
-        update, m[rows], v[rows] = adam_update(grad, m[rows], v[rows], step, cfg.lr)
+        update, m[rows], v[rows] = adam_update(grad, m[rows], v[rows], step, lr)
         return update
 
     # --- spaces -----------------------------------------------------------------------------
@@ -467,6 +504,23 @@ class LatentAttack:
 
     # --- input checks and the result ----------------------------------------------------------
 
+    def _check_shift_directions(self, directions: torch.Tensor | None, ws0: torch.Tensor | None) -> torch.Tensor | None:
+        if self.config.shift_lr is None:
+            if directions is not None:
+                raise InvalidInputError("shift_directions given but config.shift_lr is None (shifting is off)")
+            return None
+        if ws0 is None or ws0.ndim != 3:
+            raise InvalidInputError("shift_lr needs ws0 of shape [N, num_ws, w_dim]")
+        want = (ws0.shape[0], 2, ws0.shape[2])
+        if directions is None:
+            raise InvalidInputError(f"shift_lr needs shift_directions {list(want)} "
+                                    "(cfattack.translation.translation_directions(G, ws0))")
+        if not isinstance(directions, torch.Tensor) or tuple(directions.shape) != want:
+            raise InvalidInputError(f"shift_directions must be {list(want)}, got {_describe(directions)}")
+        if not torch.isfinite(directions).all():
+            raise InvalidInputError("shift_directions contains NaN or infinite values")
+        return directions.detach().to(ws0)
+
     def _check_inputs(
         self, ws0: torch.Tensor | None, images: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -502,7 +556,7 @@ class LatentAttack:
 
     def _result(
         self, ws0: torch.Tensor | None, x0: torch.Tensor, var: torch.Tensor, target: torch.Tensor,
-        track: _Tracks, began: float,
+        track: _Tracks, began: float, shifts: torch.Tensor | None = None,
     ) -> AttackResult:
         cfg = self.config
         assert track.images_cf is not None and not track.active.any()
@@ -547,6 +601,7 @@ class LatentAttack:
             frames_ws=_cpu(frames_ws),
             frames_images=frames_images,
             seconds=time.perf_counter() - began,
+            shift_px=_cpu(shifts),
         )
 
 

@@ -910,6 +910,21 @@ def _jittered(anchors: torch.Tensor, spread: torch.Tensor, jitter: float, seed: 
     return anchors + (scale * noise).to(anchors) * spread.unsqueeze(0)
 
 
+def _shifted(G: torch.nn.Module, ws: torch.Tensor, jitter: float, seed: int) -> torch.Tensor:
+    """ws with every second item translated by N(0, jitter) pixels in x and y (seeded, CPU draws)."""
+    from cfattack.translation import translate_ws
+
+    rng = torch.Generator().manual_seed(int(seed) + 2)
+    shift = torch.randn(ws.shape[0], 2, generator=rng) * float(jitter)
+    shift[0::2] = 0
+    out = ws.clone()
+    moved = torch.arange(1, ws.shape[0], 2)
+    for i in range(0, len(moved), 1024):
+        rows = moved[i:i + 1024].to(ws.device)
+        out[rows] = translate_ws(G, ws[rows], shift[rows.cpu()].to(ws.device))
+    return out
+
+
 def fit_descriptor_model(
     G: torch.nn.Module,
     descriptors: Any,
@@ -926,6 +941,7 @@ def fit_descriptor_model(
     anchor_ws: torch.Tensor | None = None,
     anchor_jitter: float = 0.5,
     predictor: Literal["ridge", "mlp"] = "ridge",
+    shift_jitter: float = 0.0,
 ) -> LatentDescriptorModel:
     """Sample the generator, measure the descriptors on its images and fit a predictor for each.
 
@@ -949,6 +965,10 @@ def fit_descriptor_model(
             these anchors, each moved by Gaussian noise of ``anchor_jitter`` x U(0, 1) x the
             per-entry spread of the generator samples (the attack's neighbourhood).
         predictor: ``"ridge"`` or ``"mlp"``; see `fit_from_latents`.
+        shift_jitter: if > 0, every second sample is translated as a whole by N(0, shift_jitter)
+            pixels in x and y through ws entry 0 (`cfattack.translation.translate_ws`). A
+            generator of centred objects barely varies their position, so without this a
+            predictor cannot tell how far an attack with ``shift_lr`` moved the object.
 
     Returns:
         The fitted `LatentDescriptorModel`; its metadata records the settings, the time taken
@@ -962,6 +982,10 @@ def fit_descriptor_model(
         raise InvalidInputError(f"batch must be at least 1, got {batch}")
     if latent not in ("w", "w+"):
         raise InvalidInputError(f"latent must be 'w' or 'w+', got {latent!r}")
+    if not (math.isfinite(shift_jitter) and shift_jitter >= 0):
+        raise InvalidInputError(f"shift_jitter must be a finite number of pixels >= 0, got {shift_jitter!r}")
+    if shift_jitter > 0 and latent != "w+":
+        raise InvalidInputError("shift_jitter moves ws entry 0 on its own; it needs latent 'w+'")
     mixing = (0.5 if latent == "w+" else 0.0) if style_mixing is None else float(style_mixing)
     channels = int(G.img_channels)
     applicable = [d for d in descriptors if d.applies_to(channels)]
@@ -977,6 +1001,8 @@ def fit_descriptor_model(
     ws = sample_latents(G, num_samples - num_anchors, truncation_psi=truncation_psi, style_mixing=mixing, seed=seed)
     if num_anchors:
         ws = torch.cat([ws, _jittered(anchor_ws[:num_anchors].to(ws), ws.std(dim=0), anchor_jitter, seed)])
+    if shift_jitter > 0:
+        ws = _shifted(G, ws, shift_jitter, seed)
     parts: dict[str, list[np.ndarray]] = {d.name: [] for d in applicable}
     steps = range(0, num_samples, batch)
     if progress:
@@ -997,6 +1023,7 @@ def fit_descriptor_model(
         predictor=predictor, metadata={"source": "generator samples" + (f" + {num_anchors} jittered anchors" if num_anchors else ""),
                   "num_anchors": num_anchors, "anchor_jitter": float(anchor_jitter),
                   "truncation_psi": float(truncation_psi), "style_mixing": mixing,
+                  "shift_jitter": float(shift_jitter),
                   "batch": int(batch), "generator_fingerprint": generator_fingerprint(G),
                   "descriptors": [d.to_dict() for d in applicable] if hasattr(applicable[0], "to_dict") else [],
                   "sample_seconds": round(sample_seconds, 2)})

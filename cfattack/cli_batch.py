@@ -43,7 +43,7 @@ __all__ = ["batch", "main"]
 def batch(source: Path, target: str | None, targets_from: Path | None, out: Path, bundle_name: str,
           classifier: str | None, batch_size: int, limit: int | None, restart: bool, retry_failed: bool, steps: int,
           lr: float, threshold: float, space: str, objective: str, proximity: float, layers: tuple[int, ...] | None,
-          inversion_steps: int, seed: int, device: str, quiet: bool) -> None:
+          shift_lr: float | None, inversion_steps: int, seed: int, device: str, quiet: bool) -> None:
     """Explain every image of INPUT (a folder, or a .csv/.jsonl manifest with image[,target]).
 
     Images are explained in batches of --batch-size on the device; an image that cannot be read
@@ -69,7 +69,8 @@ def batch(source: Path, target: str | None, targets_from: Path | None, out: Path
         )
     if device == "cuda":
         require_cuda()
-    config = explain_config(steps, lr, threshold, space, objective, proximity, inversion_steps, seed, layers)
+    config = explain_config(steps, lr, threshold, space, objective, proximity, inversion_steps, seed, layers,
+                            shift_lr)
     rank = world_from_env()[0]
 
     def log(line: str) -> None:

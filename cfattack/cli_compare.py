@@ -40,8 +40,8 @@ def _example_images(count: int) -> list[Path]:
 @click.option("--quiet", is_flag=True, help="No progress messages.")
 def compare(images: tuple[Path, ...], bundle_name: str, classifiers: str, num_images: int, targets: str | None,
             outdir: Path, no_realism: bool, steps: int, lr: float, threshold: float, space: str, objective: str,
-            proximity: float, layers: tuple[int, ...] | None, inversion_steps: int, seed: int, device: str,
-            quiet: bool) -> None:
+            proximity: float, layers: tuple[int, ...] | None, shift_lr: float | None, inversion_steps: int,
+            seed: int, device: str, quiet: bool) -> None:
     """Explain the same images with each classifier of a bundle and compare the explanations.
 
     Per classifier: flip rate, median steps and latent distance, realism of the counterfactuals
@@ -70,7 +70,8 @@ def compare(images: tuple[Path, ...], bundle_name: str, classifiers: str, num_im
     real = None
     if not no_realism:
         real = _real_images(bundle)
-    config = explain_config(steps, lr, threshold, space, objective, proximity, inversion_steps, seed, layers)
+    config = explain_config(steps, lr, threshold, space, objective, proximity, inversion_steps, seed, layers,
+                            shift_lr)
 
     def progress(name: str) -> None:
         if not quiet:

@@ -36,7 +36,8 @@ def format_summary(explanation: Any, top: int = 5) -> list[str]:
              + (f"reached in {e.steps} steps" if e.reached else f"NOT reached ({e.reason}) after {e.steps} steps")
              + f", p({e.target})={e.target_probability:.2f}"
              + (f", latent distance {e.latent_distance:.2f}" if e.latent_distance is not None else "")
-             + f", pixel RMS {e.pixel_rms:.3f}"]
+             + f", pixel RMS {e.pixel_rms:.3f}"
+             + (f", moved {e.shift_px[0]:+.1f} px right {e.shift_px[1]:+.1f} px down" if e.shift_px is not None else "")]
     if e.inversion is not None:
         inv = e.inversion
         quality = f"inversion: PSNR {inv.psnr:.1f} dB, SSIM {inv.ssim:.3f}"
@@ -74,6 +75,8 @@ _EXPLAIN_OPTIONS = (
     click.option("--layers", default=None, callback=lambda ctx, param, value: _layers_option(value),
                  help="W+ entries the attack may move, e.g. 0 or 0-3 [default: all]. Entry 0 only turns and "
                       "shifts the image."),
+    click.option("--shift-lr", type=click.FloatRange(min=0, min_open=True), default=None,
+                 help="W+ only: also move the object as a whole, this many pixels per step [default: off]."),
     click.option("--inversion-steps", type=click.IntRange(0, 100_000), default=100, show_default=True,
                  help="Optimisation steps refining the encoder's inversion."),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random draws."),
@@ -99,16 +102,20 @@ def _layers_option(value: str | None) -> tuple[int, ...] | None:
 
 
 def explain_config(steps: int, lr: float, threshold: float, space: str, objective: str, proximity: float,
-                   inversion_steps: int, seed: int, layers: tuple[int, ...] | None = None) -> Any:
+                   inversion_steps: int, seed: int, layers: tuple[int, ...] | None = None,
+                   shift_lr: float | None = None) -> Any:
     """The `ExplainConfig` those options describe."""
     from cfattack.config import AttackConfig, InversionConfig
     from cfattack.explanation import ExplainConfig
 
     if layers is not None and space != "w+":
         raise InvalidInputError(f"--layers picks W+ entries; it needs --space w+, not {space}")
+    if shift_lr is not None and space != "w+":
+        raise InvalidInputError(f"--shift-lr moves W+ entry 0 on its own; it needs --space w+, not {space}")
     return ExplainConfig(
         attack=AttackConfig(steps=steps, lr=lr, threshold=threshold, space=space, objective=objective,
-                            proximity_weight=proximity, seed=seed, layers=layers),
+                            proximity_weight=proximity, seed=seed, layers=layers,
+                            shift_lr=shift_lr),
         inversion=InversionConfig(steps=inversion_steps),
     )
 
@@ -134,7 +141,8 @@ def require_cuda() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def explain(image: Path, target: str, bundle_name: str, classifier: str | None, outdir: Path | None, steps: int,
             lr: float, threshold: float, space: str, objective: str, proximity: float,
-            layers: tuple[int, ...] | None, inversion_steps: int, seed: int, device: str, quiet: bool) -> None:
+            layers: tuple[int, ...] | None, shift_lr: float | None, inversion_steps: int, seed: int, device: str,
+            quiet: bool) -> None:
     """Explain why the classifier labels IMAGE as it does: what would make it TARGET?
 
     \b
@@ -146,7 +154,8 @@ def explain(image: Path, target: str, bundle_name: str, classifier: str | None, 
 
     if not image.exists():
         raise InvalidInputError(f"image file not found: {image}")
-    config = explain_config(steps, lr, threshold, space, objective, proximity, inversion_steps, seed, layers)
+    config = explain_config(steps, lr, threshold, space, objective, proximity, inversion_steps, seed, layers,
+                            shift_lr)
     bar = tqdm(total=len(_STAGES), disable=quiet or not sys.stderr.isatty(), leave=False, bar_format="{desc:<14} {bar} {n_fmt}/{total_fmt}")
 
     def stage(name: str) -> None:

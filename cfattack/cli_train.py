@@ -242,6 +242,9 @@ def _encoded_training_images(bundle_name: str | None, data: str, count: int, G: 
                    "predictors are fitted where explanations start. Needs --bundle with an encoder.")
 @click.option("--anchor-jitter", type=click.FloatRange(min=0), default=0.5, show_default=True,
               help="Largest jitter of an anchor, in units of the per-entry spread of generator latents.")
+@click.option("--shift-jitter", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="W+ only: translate every second sample by N(0, this) pixels, so the predictors "
+                   "see what moving the object does (for attacks with --shift-lr).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latents and of the split.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
@@ -249,8 +252,8 @@ def _encoded_training_images(bundle_name: str | None, data: str, count: int, G: 
 def train_descriptors_command(out: Path, bundle_name: str | None, generator: str | None, num_samples: int,
                               latent: str | None, truncation_psi: float | None, style_mixing: float | None,
                               names: str | None, holdout: float, min_score: float, batch: int,
-                              predictor: str, anchor_data: str | None, anchor_jitter: float, seed: int,
-                              threads: int | None, device: str, quiet: bool) -> None:
+                              predictor: str, anchor_data: str | None, anchor_jitter: float, shift_jitter: float,
+                              seed: int, threads: int | None, device: str, quiet: bool) -> None:
     """Fit latent descriptor predictors (attribution) on samples of a generator.
 
     Samples the generator, measures every descriptor on the images and fits predictors from ws
@@ -299,7 +302,8 @@ def train_descriptors_command(out: Path, bundle_name: str | None, generator: str
     model = fit_descriptor_model(
         G, descriptor_set, num_samples=num_samples, truncation_psi=1.0 if truncation_psi is None else truncation_psi,
         latent=latent or "w+", seed=seed, holdout=holdout, min_score=min_score, batch=batch, progress=not quiet,
-        style_mixing=style_mixing, anchor_ws=anchor_ws, anchor_jitter=anchor_jitter, predictor=predictor)
+        style_mixing=style_mixing, anchor_ws=anchor_ws, anchor_jitter=anchor_jitter, predictor=predictor,
+        shift_jitter=shift_jitter)
     model.save(out)
     seconds = time.perf_counter() - start
     click.echo(f"train descriptors: {len(model)} predictors ({len(model.reliable_names)} reliable) fitted on "

@@ -221,12 +221,23 @@ class AttackConfig(FrozenConfig):
             "for a purely geometric counterfactual; low entries shape the object, high ones its detail."
         ),
     )
+    shift_lr: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description=(
+            "W+ only: also move each item as a whole, this many pixels per step (by the same update "
+            "rule, with its own state) along the two directions of ws entry 0 that translate the "
+            "image (`cfattack.translation`); None = off. A generator trained on centred objects "
+            "translates little per unit of w, so without this the attack reshapes rather than moves."
+        ),
+    )
     num_frames: int = Field(8, ge=2, le=1000, description="Evenly spaced iterates kept along each path, start and end included.")
     record_images: bool = Field(True, description="Decode the frames into images (else only their latents are kept).")
     seed: int | None = Field(0, description="Seeds torch's generator during the run (random noise in decode); None = leave it.")
 
     @model_validator(mode="after")
-    def _layers_are_w_plus_entries(self) -> "AttackConfig":
+    def _w_plus_only_options(self) -> "AttackConfig":
         if self.layers is not None:
             if not self.layers:
                 raise ValueError("layers must name at least one ws entry (or be None for all)")
@@ -234,6 +245,8 @@ class AttackConfig(FrozenConfig):
                 raise ValueError(f"layers must be distinct non-negative ws indices, got {list(self.layers)}")
             if self.space != "w+":
                 raise ValueError(f"layers picks W+ entries; it needs space 'w+', not {self.space!r}")
+        if self.shift_lr is not None and self.space != "w+":
+            raise ValueError(f"shift_lr moves ws entry 0 on its own; it needs space 'w+', not {self.space!r}")
         return self
 
 

@@ -35,6 +35,7 @@ from cfattack.errors import InvalidInputError
 from cfattack.explanation import ExplainConfig, Explanation, ExplanationImages, InversionReport
 from cfattack.images import image_from_pil, load_image
 from cfattack.inversion import InversionResult, Inverter
+from cfattack.translation import translation_directions
 
 __all__ = ["Explainer", "ImageInput", "explain"]
 
@@ -211,7 +212,8 @@ class Explainer:
             timings["inversion"] = time.perf_counter() - tic
             stage("attack")
             tic = time.perf_counter()
-            result = attack.run(inversion.ws, target_tensor)
+            directions = translation_directions(G, inversion.ws) if cfg.attack.shift_lr is not None else None
+            result = attack.run(inversion.ws, target_tensor, shift_directions=directions)
         timings["attack"] = time.perf_counter() - tic
 
         stage("attribute")
@@ -343,6 +345,7 @@ class Explainer:
             space=self.config.attack.space,
             latent_distance=summary.latent_distance,
             pixel_rms=summary.pixel_rms,
+            shift_px=summary.shift_px,
             probability_curve=summary.probability_curve,
             frame_steps=summary.frame_steps,
             inversion=report,

@@ -113,6 +113,9 @@ class Explanation(BaseModel):
     space: Literal["w", "w+", "pixel"] = Field(description="What the attack moved.")
     latent_distance: float | None = Field(description="||ws_cf - ws0||_2 (None in pixel space).")
     pixel_rms: float = Field(description="Root mean square pixel change start -> counterfactual, in [-1, 1] units.")
+    shift_px: tuple[float, float] | None = Field(
+        None, description="With the attack's shift_lr: (right, down) pixels the object was moved as a whole."
+    )
     probability_curve: list[float] = Field(description="Target probability at attack iterates 0..steps.")
     frame_steps: list[int] = Field(description="Attack iterates shown as frames.")
     inversion: InversionReport | None = Field(description="Reconstruction quality (None in pixel space).")

@@ -150,6 +150,8 @@ def _header(exp: Explanation) -> str:
         _fact("latent distance", format_number(exp.latent_distance) if exp.latent_distance is not None
               else "\u2014 (pixel space)"),
         _fact("pixel RMS change", format_number(exp.pixel_rms)),
+        *([_fact("moved as a whole", f"{exp.shift_px[0]:+.2f} px right, {exp.shift_px[1]:+.2f} px down")]
+          if exp.shift_px is not None else []),
         _fact("classifier", exp.classifier),
         _fact("bundle", exp.bundle),
     ]

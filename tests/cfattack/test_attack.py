@@ -307,6 +307,44 @@ def test_layers_outside_ws_or_outside_w_plus_are_refused(tiny):
             AttackConfig(**bad)
 
 
+# --- shift_lr: a separate, known step along given directions of ws entry 0 -------------------------
+
+SHIFT_DIRECTIONS = torch.tensor([[[2.0, 0.0], [0.0, 1.0]]], dtype=torch.float64)  # [1, 2, w_dim]: 1 px right, down
+
+
+def test_shift_steps_entry_0_along_the_directions_analytically():
+    """Decode = entry 0; the margin's gradient there is u, so the shift gradient is D u = (6, 4).
+
+    SGD on the shift alone (``layers=(1,)`` masks entry 0 for the ordinary step; entry 1 has no
+    gradient): shift += 0.01 (6, 4) and entry 0 += 0.01 D^T D u = 0.01 (12, 4) per step, so the
+    margin grows by 0.52 a step and first passes 0 at step 14.
+    """
+    ws0 = torch.stack([X_START, torch.zeros(2, dtype=torch.float64)])[None]  # [1, 2 entries, w_dim 2]
+    result = attack(decode=lambda ws: ws[:, 0], optimizer="sgd", objective="margin", layers=(1,),
+                    shift_lr=0.01).run(ws0, 1, shift_directions=SHIFT_DIRECTIONS)
+    assert result.reasons == ["reached"] and int(result.steps[0]) == 14
+    torch.testing.assert_close(result.ws_cf[0, 0], X_START + 14 * 0.01 * torch.tensor([12.0, 4.0], dtype=torch.float64))
+    torch.testing.assert_close(result.ws_cf[0, 1], ws0[0, 1])
+    torch.testing.assert_close(result.shift_px[0], 14 * 0.01 * torch.tensor([6.0, 4.0], dtype=torch.float64))
+    assert result.summary()[0].shift_px == pytest.approx((0.84, 0.56))
+
+
+def test_shift_needs_its_directions_and_w_plus():
+    ws0 = torch.stack([X_START, X_START])[None]
+    with pytest.raises(InvalidInputError, match=r"shift_lr needs shift_directions \[1, 2, 2\]"):
+        attack(decode=lambda ws: ws[:, 0], shift_lr=0.1).run(ws0, 1)
+    with pytest.raises(InvalidInputError, match=r"shift_directions must be \[1, 2, 2\]"):
+        attack(decode=lambda ws: ws[:, 0], shift_lr=0.1).run(ws0, 1, shift_directions=SHIFT_DIRECTIONS[:, :1])
+    with pytest.raises(InvalidInputError, match="shifting is off"):
+        attack(decode=lambda ws: ws[:, 0]).run(ws0, 1, shift_directions=SHIFT_DIRECTIONS)
+    with pytest.raises(InvalidInputError, match=r"ws0 of shape \[N, num_ws, w_dim\]"):
+        attack(shift_lr=0.1).run(X_START[None], 1, shift_directions=SHIFT_DIRECTIONS)
+    for space in ("w", "pixel"):
+        with pytest.raises(ValidationError, match="shift_lr"):
+            AttackConfig(space=space, shift_lr=0.1)
+    assert attack().run(X_START[None], 1).shift_px is None
+
+
 def test_pixel_space_changes_pixels_within_range(tiny):
     G, cnn, ws0 = tiny
     target = weakest_class(G, cnn, ws0)

@@ -243,6 +243,25 @@ def test_fit_on_a_tiny_generator_end_to_end(tmp_path):
     assert again.generator_fingerprint == generator_fingerprint(G)
 
 
+def test_shift_jitter_shows_the_predictors_moved_objects():
+    """Half the samples translated by N(0, 3 px): centroid_x spreads, ink area does not."""
+    from cfattack.bundle import load_bundle
+
+    G = load_bundle("default").generator
+    chosen = default_descriptors(channels=1).select(["centroid_x", "centroid_y", "ink_area"])
+    kw = dict(num_samples=60, batch=60, seed=0)
+    plain = fit_descriptor_model(G, chosen, **kw)
+    moved = fit_descriptor_model(G, chosen, shift_jitter=3.0, **kw)
+    assert moved.metadata["shift_jitter"] == 3.0 and plain.metadata["shift_jitter"] == 0.0
+    for name in ("centroid_x", "centroid_y"):
+        assert moved.fit_of(name).std > 1.3 * plain.fit_of(name).std  # 1.5x with these 60 samples
+    assert moved.fit_of("ink_area").std == pytest.approx(plain.fit_of("ink_area").std, rel=0.1)
+    with pytest.raises(InvalidInputError, match="shift_jitter must be"):
+        fit_descriptor_model(G, chosen, shift_jitter=-1.0, **kw)
+    with pytest.raises(InvalidInputError, match="needs latent 'w\\+'"):
+        fit_descriptor_model(G, chosen, shift_jitter=1.0, latent="w", **kw)
+
+
 @pytest.mark.cuda
 def test_predict_on_cuda(synthetic, tmp_path):
     if not torch.cuda.is_available():
