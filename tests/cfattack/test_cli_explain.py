@@ -61,6 +61,23 @@ def test_layers_option_reaches_the_config_and_bad_values_are_one_line(tmp_path):
     assert_one_line_failure(result, "--space w+")
 
 
+def test_shift_lr_moves_the_garment_and_the_report_says_how_far(tmp_path):
+    out = tmp_path / "r"
+    result = run_cli("explain", EXAMPLES / "coat-1.png", "--target", "pullover", "--out", out, "--shift-lr", "0.2",
+                     "--steps", "40", *FAST)
+    assert result.exit_code == 0, result.stderr
+    assert "px right" in result.stdout
+    data = json.loads((out / "explanation.json").read_text())
+    assert data["config"]["attack"]["shift_lr"] == 0.2
+    dx, dy = data["shift_px"]
+    assert data["steps"] >= 1 and abs(dx) + abs(dy) > 0
+    assert "moved as a whole" in (out / "explanation.html").read_text()
+    for extra, words in ((("--space", "w"), ("--shift-lr", "--space w+")), (("--shift-lr", "0"), ("--shift-lr",))):
+        result = run_cli("explain", EXAMPLES / "coat-1.png", "--target", "pullover", "--shift-lr", "0.1", *extra,
+                         *FAST)
+        assert_one_line_failure(result, *words)
+
+
 def test_default_out_dir_is_named_after_image_and_target(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert default_out_dir(Path("a/b/shoe.png"), "ankle boot") == Path("explanations/shoe-to-ankle-boot")

@@ -23,9 +23,9 @@ def test_default_bundle_loads_with_all_parts(bundle):
     assert bundle.default_classifier == "baseline" and bundle.encoder is not None
     assert bundle.class_index("Ankle boot") == 9 and bundle.class_index("T-shirt/top") == 0
     G = bundle.generator
-    assert (G.img_resolution, G.img_channels, G.c_dim) == (32, 1, 0)
+    assert (G.img_resolution, G.img_channels, G.c_dim) == (32, 1, 10)  # conditional: one-hot class labels
     with torch.no_grad():
-        img = G(torch.randn(4, G.z_dim), None, noise_mode="const")
+        img = G(torch.randn(4, G.z_dim), torch.eye(10)[[0, 1, 8, 9]], noise_mode="const")
         ws = bundle.encoder(img.clamp(-1, 1))
         logits = bundle.classifier()(img.clamp(-1, 1))
     assert img.shape == (4, 1, 32, 32) and torch.isfinite(img).all()
