@@ -38,27 +38,27 @@ def _check_ws(G: torch.nn.Module, ws: torch.Tensor) -> None:
         raise InvalidInputError(f"ws must be [N, num_ws, {G.w_dim}], got {shape}")
 
 
-def input_shift_px(G: torch.nn.Module, w0: torch.Tensor) -> torch.Tensor:
-    """Entry-0 latents [N, w_dim] -> the input's translation in output pixels [N, 2] (x right, y down).
+def _input_pose(G: torch.nn.Module, w0: torch.Tensor) -> torch.Tensor:
+    """Entry-0 latents [N, w_dim] -> (shift_x px, shift_y px, angle rad) of the input, [N, 3].
 
     The input layer samples its sinusoids at ``x - t`` (after the rotation), so the image
     content moves by ``+t``; ``t`` is in image widths.
     """
     t = _input_affine(G)(w0.float())
-    return t[:, 2:] / t[:, :2].norm(dim=1, keepdim=True) * float(G.img_resolution)
+    shift = t[:, 2:] / t[:, :2].norm(dim=1, keepdim=True) * float(G.img_resolution)
+    return torch.cat([shift, torch.atan2(t[:, 1], t[:, 0])[:, None]], dim=1)
 
 
-def _input_angle(G: torch.nn.Module, w0: torch.Tensor) -> torch.Tensor:
-    """Entry-0 latents [N, w_dim] -> the input's rotation angle [N], radians."""
-    t = _input_affine(G)(w0.float())
-    return torch.atan2(t[:, 1], t[:, 0])
+def input_shift_px(G: torch.nn.Module, w0: torch.Tensor) -> torch.Tensor:
+    """Entry-0 latents [N, w_dim] -> the input's translation in output pixels [N, 2] (x right, y down)."""
+    return _input_pose(G, w0)[:, :2]
 
 
 def _jacobian(G: torch.nn.Module, w0: torch.Tensor) -> torch.Tensor:
     """d (shift_x, shift_y, angle) / d w0, [N, 3, w_dim] (each item depends on its own row only)."""
     with torch.enable_grad():
         w = w0.detach().float().requires_grad_(True)
-        outputs = torch.cat([input_shift_px(G, w), _input_angle(G, w)[:, None]], dim=1)
+        outputs = _input_pose(G, w)
         rows = [torch.autograd.grad(outputs[:, k].sum(), w, retain_graph=k < 2)[0] for k in range(3)]
     return torch.stack(rows, dim=1)
 
