@@ -27,10 +27,10 @@ from pathlib import Path
 
 import torch
 
-from cfattack.attack import class_probabilities
+from cfattack.attack.objectives import class_probabilities
 from cfattack.batch import BatchJob
-from cfattack.explainer import Explainer
-from cfattack.explanation import ExplainConfig
+from cfattack.explain.explainer import Explainer
+from cfattack.explain.explanation import ExplainConfig
 
 
 def make_items(explainer: Explainer, examples: Path, count: int) -> tuple[list[Path], list[str]]:

@@ -33,13 +33,13 @@ from pathlib import Path
 
 import torch
 
-from cfattack.attack import class_probabilities
-from cfattack.bundle import load_bundle
-from cfattack.compare import ReferenceEmbedding, real_images_of_classes
+from cfattack.attack.objectives import class_probabilities
+from cfattack.bundle.loader import load_bundle
+from cfattack.evaluation.compare import ReferenceEmbedding, real_images_of_classes
 from cfattack.config import AttackConfig, InversionConfig
-from cfattack.explainer import Explainer
-from cfattack.explanation import ExplainConfig
-from cfattack.metrics import embed_images, frechet_distance
+from cfattack.explain.explainer import Explainer
+from cfattack.explain.explanation import ExplainConfig
+from cfattack.quality.metrics import embed_images, frechet_distance
 from cfattack.training.data import load_dataset
 
 SPACES = ("w+", "w", "pixel")

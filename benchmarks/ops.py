@@ -62,7 +62,7 @@ class Layer:
     fp16: bool
 
 
-# From cfattack.generator at img_resolution=512 (T: channel_base 32768, channel_max 512;
+# From cfattack.stylegan.generator at img_resolution=512 (T: channel_base 32768, channel_max 512;
 # R: 65536, 1024, conv_kernel 1, radial filters): a low-, a mid- and the highest-resolution layer.
 LAYERS = {
     "T": [
@@ -314,7 +314,7 @@ def generator_rows(batch: int, budget: "Budget | None" = None) -> list[dict]:
     """Synthesis images/s of the 512px T and R architectures (random weights), CUDA ops vs reference."""
     import os
 
-    from cfattack.generator import Generator
+    from cfattack.stylegan.generator import Generator
 
     results = []
     configs = {

@@ -29,46 +29,49 @@ __version__ = "0.1.0"
 
 # Public name -> module that defines it. Resolved by __getattr__ on first access.
 _LAZY_EXPORTS: dict[str, str] = {
-    "Generator": "cfattack.generator",
-    "load_generator": "cfattack.legacy",
-    "load_network_pkl": "cfattack.legacy",
-    "save_generator_checkpoint": "cfattack.legacy",
+    "Generator": "cfattack.stylegan.generator",
+    "load_generator": "cfattack.stylegan.loading",
+    "load_network_pkl": "cfattack.stylegan.official_pickle",
+    "save_generator_checkpoint": "cfattack.stylegan.checkpoint",
     "load_image": "cfattack.images",
     "save_image": "cfattack.images",
     "CfattackError": "cfattack.errors",
     "InvalidInputError": "cfattack.errors",
     "NetworkLoadError": "cfattack.errors",
     "UnsafePickleError": "cfattack.errors",
-    "Bundle": "cfattack.bundle",
-    "BundleError": "cfattack.bundle",
-    "BundleSpec": "cfattack.bundle",
-    "load_bundle": "cfattack.bundle",
-    "Explainer": "cfattack.explainer",
-    "explain": "cfattack.explainer",
-    "Explanation": "cfattack.explanation",
-    "ExplainConfig": "cfattack.explanation",
+    "Bundle": "cfattack.bundle.loader",
+    "BundleError": "cfattack.bundle.spec",
+    "BundleSpec": "cfattack.bundle.spec",
+    "load_bundle": "cfattack.bundle.loader",
+    "Explainer": "cfattack.explain.explainer",
+    "explain": "cfattack.explain.explainer",
+    "Explanation": "cfattack.explain.explanation",
+    "ExplainConfig": "cfattack.explain.explanation",
     "AttackConfig": "cfattack.config",
     "InversionConfig": "cfattack.config",
-    "LatentAttack": "cfattack.attack",
-    "Inverter": "cfattack.inversion",
-    "LatentDescriptorModel": "cfattack.attribution",
-    "load_descriptor_model": "cfattack.attribution",
+    "LatentAttack": "cfattack.attack.latent_attack",
+    "Inverter": "cfattack.inversion.inverter",
+    "LatentDescriptorModel": "cfattack.attribution.predictors",
+    "load_descriptor_model": "cfattack.attribution.predictors",
 }
 
 __all__ = ["__version__", *_LAZY_EXPORTS]
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real names; runtime stays lazy
-    from cfattack.attack import LatentAttack
-    from cfattack.attribution import LatentDescriptorModel, load_descriptor_model
-    from cfattack.bundle import Bundle, BundleError, BundleSpec, load_bundle
+    from cfattack.attack.latent_attack import LatentAttack
+    from cfattack.attribution.predictors import LatentDescriptorModel, load_descriptor_model
+    from cfattack.bundle.loader import Bundle, load_bundle
+    from cfattack.bundle.spec import BundleError, BundleSpec
     from cfattack.config import AttackConfig, InversionConfig
-    from cfattack.explainer import Explainer, explain
-    from cfattack.explanation import ExplainConfig, Explanation
-    from cfattack.inversion import Inverter
+    from cfattack.explain.explainer import Explainer, explain
+    from cfattack.explain.explanation import ExplainConfig, Explanation
+    from cfattack.inversion.inverter import Inverter
     from cfattack.errors import CfattackError, InvalidInputError, NetworkLoadError, UnsafePickleError
-    from cfattack.generator import Generator
+    from cfattack.stylegan.generator import Generator
     from cfattack.images import load_image, save_image
-    from cfattack.legacy import load_generator, load_network_pkl, save_generator_checkpoint
+    from cfattack.stylegan.checkpoint import save_generator_checkpoint
+    from cfattack.stylegan.loading import load_generator
+    from cfattack.stylegan.official_pickle import load_network_pkl
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,5 @@
 """Run the command line as ``python -m cfattack`` (same as the ``cfattack`` console script)."""
 
-from cfattack.cli import main
+from cfattack.cli.root import main
 
 raise SystemExit(main())

@@ -185,7 +185,7 @@ class EncoderTrainingConfig(FrozenConfig):
 
 
 class AttackConfig(FrozenConfig):
-    """Settings of the counterfactual attack (`cfattack.attack.LatentAttack`).
+    """Settings of the counterfactual attack (`cfattack.attack.latent_attack.LatentAttack`).
 
     The defaults are Goldwasser & Hooker's: Adam, lr 0.01, at most 500 steps, stop at the
     first iterate whose target probability passes 0.5, no proximity term.
@@ -228,7 +228,7 @@ class AttackConfig(FrozenConfig):
         description=(
             "W+ only: also move each item as a whole, this many pixels per step (by the same update "
             "rule, with its own state) along the two directions of ws entry 0 that translate the "
-            "image (`cfattack.translation`); None = off. A generator trained on centred objects "
+            "image (`cfattack.stylegan.translation`); None = off. A generator trained on centred objects "
             "translates little per unit of w, so without this the attack reshapes rather than moves."
         ),
     )

@@ -3,7 +3,8 @@
 Shape (silhouettes and strokes: area, extent, slant, thickness, outline, symmetry, centroid,
 holes) in `descriptors.shape`; tone, texture and colour in `descriptors.tone`; attributes read
 from a user's table in `descriptors.labelled`; the `Descriptor` record and `DescriptorSet` in
-`descriptors.registry`. Each descriptor has a snake_case name, a unit and a one-line meaning.
+`descriptors.base`; the standard sets in `descriptors.registry`. Each descriptor has a
+snake_case name, a unit and a one-line meaning.
 
     from descriptors import default_descriptors
     ds = default_descriptors(channels=1)          # grey set; channels=3 adds colourfulness and hue
@@ -15,7 +16,8 @@ Importing the package loads numpy only; scipy is imported by the two descriptors
 """
 
 from descriptors.labelled import LabelledAttributes
-from descriptors.registry import GROUPS, Descriptor, DescriptorSet, as_image_batch, default_descriptors
+from descriptors.base import GROUPS, Descriptor, DescriptorSet, as_image_batch
+from descriptors.registry import default_descriptors
 from descriptors.shape import shape_descriptors
 from descriptors.tone import colour_descriptors, tone_descriptors
 

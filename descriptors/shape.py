@@ -29,7 +29,7 @@ from functools import partial
 
 import numpy as np
 
-from descriptors.registry import Descriptor, as_image_batch, luminance
+from descriptors.base import Descriptor, as_image_batch, luminance
 
 __all__ = [
     "foreground",

@@ -16,7 +16,7 @@ from functools import partial
 
 import numpy as np
 
-from descriptors.registry import Descriptor, as_image_batch, intensity, luminance
+from descriptors.base import Descriptor, as_image_batch, intensity, luminance
 
 __all__ = [
     "mean_intensity",

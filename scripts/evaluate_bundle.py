@@ -13,11 +13,11 @@ import argparse
 import json
 import time
 
-from cfattack.bundle import load_bundle
+from cfattack.bundle.loader import load_bundle
 from cfattack.config import InversionConfig
-from cfattack.generator_quality import generator_quality
-from cfattack.inversion import Inverter
-from cfattack.metrics import accuracy, macro_f1, predict_probabilities
+from cfattack.quality.generator_quality import generator_quality
+from cfattack.inversion.inverter import Inverter
+from cfattack.quality.metrics import accuracy, macro_f1, predict_probabilities
 from cfattack.training.data import load_fashion_mnist
 
 

@@ -66,7 +66,7 @@ def generator_case(name: str) -> GeneratorCase:
 
 def build_golden_generator(name: str):
     """Our Generator with the golden case's kwargs and weights loaded strictly, in eval mode."""
-    from cfattack.generator import Generator
+    from cfattack.stylegan.generator import Generator
 
     case = generator_case(name)
     G = Generator(**case.init_kwargs)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from cfattack.bundle import BundleSpec
+from cfattack.bundle.spec import BundleSpec
 from cfattack.classes import resolve_class
 from cfattack.errors import CfattackError, InvalidInputError
 

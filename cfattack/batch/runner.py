@@ -38,7 +38,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from cfattack.attack import class_probabilities
+from cfattack.attack.objectives import class_probabilities
 from cfattack.batch.distributed import Distributed
 from cfattack.batch.global_explanation import aggregate
 from cfattack.batch.manifest import IMAGE_SUFFIXES, BatchItem, ItemList, collect_items, config_hash
@@ -47,7 +47,7 @@ from cfattack.batch.store import FailureRecord, FailureStage, JobSpec, JobStore,
 from cfattack.bundle import Bundle, BundleSpec, bundle_spec_path, read_bundle_spec
 from cfattack.classes import resolve_choice
 from cfattack.errors import InvalidInputError
-from cfattack.explanation import ExplainConfig
+from cfattack.explain.explanation import ExplainConfig
 
 __all__ = ["BatchJob", "BatchSummary", "run_batch", "batches_of"]
 
@@ -181,7 +181,7 @@ class BatchJob:
 
     def _load_explainer(self, device: str) -> Any:
         if self._explainer is None:
-            from cfattack.explainer import Explainer
+            from cfattack.explain.explainer import Explainer
 
             self._explainer = Explainer(self.bundle, self.config, device=device)
         return self._explainer

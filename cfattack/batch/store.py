@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field, ValidationError
 from cfattack.atomic import atomic_write, atomic_write_text, fsync_directory
 from cfattack.config import FrozenConfig
 from cfattack.errors import InvalidInputError
-from cfattack.explanation import ExplainConfig
+from cfattack.explain.explanation import ExplainConfig
 
 __all__ = [
     "JOB_FORMAT",
@@ -63,7 +63,7 @@ Record = TypeVar("Record", bound=BaseModel)
 
 
 class AttributionRow(FrozenConfig):
-    """One descriptor change of a finished item (the numbers of `cfattack.attribution.DescriptorChange`)."""
+    """One descriptor change of a finished item (the numbers of `cfattack.attribution.changes.DescriptorChange`)."""
 
     name: str = Field(description="Descriptor name.")
     unit: str = Field(description="Unit of before, after and change.")
@@ -100,7 +100,7 @@ class ResultRecord(FrozenConfig):
 
     @classmethod
     def from_explanation(cls, key: str, image: str, image_sha256: str, folder: str, explanation: Any) -> ResultRecord:
-        """The record of one `cfattack.explanation.Explanation`."""
+        """The record of one `cfattack.explain.explanation.Explanation`."""
         e = explanation
         return cls(
             key=key, image=image, image_sha256=image_sha256, folder=folder,

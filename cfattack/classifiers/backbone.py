@@ -4,7 +4,7 @@
 
 The embedding is a named, documented layer (not "whatever comes before the last Linear")
 because the latent-structuring losses (Latent Boost, LCC) act on it, the Fréchet distance of
-`cfattack.metrics` is measured in it, and OffsetL2 heads measure distances in it.
+`cfattack.quality.metrics` is measured in it, and OffsetL2 heads measure distances in it.
 
 Layout (``width`` w): three stages of two 3x3 conv + batchnorm + ReLU, each followed by 2x2
 max pooling (32 -> 16 -> 8 -> 4; channels w, 2w, 4w); adaptive average pooling to 4x4 (so other

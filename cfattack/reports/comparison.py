@@ -21,7 +21,7 @@ from cfattack.reports.strip import compose_strip, strip_panels
 from cfattack.reports.svg import bar_chart_svg
 
 if TYPE_CHECKING:
-    from cfattack.compare import Comparison
+    from cfattack.evaluation.compare import Comparison
 
 __all__ = ["COMPARISON_FILES", "render_comparison_html", "write_comparison"]
 

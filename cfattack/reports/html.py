@@ -25,8 +25,8 @@ from cfattack.reports.strip import DEFAULT_MAX_FRAMES, Panel, display_scale, str
 from cfattack.reports.svg import bar_chart_svg, line_chart_svg
 
 if TYPE_CHECKING:
-    from cfattack.attribution import DescriptorChange
-    from cfattack.explanation import Explanation
+    from cfattack.attribution.changes import DescriptorChange
+    from cfattack.explain.explanation import Explanation
 
 __all__ = ["FLAGGED_BANNER", "DEFAULT_TOP_K", "render_html", "format_number"]
 

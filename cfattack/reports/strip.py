@@ -21,7 +21,7 @@ from cfattack.errors import InvalidInputError
 from cfattack.reports.pixels import diverging_rgb, to_display_rgb, upscale_nearest
 
 if TYPE_CHECKING:  # reports build on the explanation; only the type is needed here
-    from cfattack.explanation import Explanation
+    from cfattack.explain.explanation import Explanation
 
 __all__ = ["Panel", "DEFAULT_PANEL_HEIGHT", "DEFAULT_GAP", "DEFAULT_MAX_FRAMES", "display_scale", "strip_panels",
            "compose_strip", "render_strip"]

@@ -19,7 +19,7 @@ from cfattack.reports.pixels import png_bytes
 from cfattack.reports.strip import DEFAULT_MAX_FRAMES, compose_strip, strip_panels
 
 if TYPE_CHECKING:
-    from cfattack.explanation import Explanation
+    from cfattack.explain.explanation import Explanation
 
 __all__ = ["REPORT_FILES", "write_report"]
 

@@ -51,7 +51,7 @@ def _copy(src: str | os.PathLike, dst: Path) -> None:
 
 def _check_descriptor_model(path: str | os.PathLike, G: Any) -> None:
     """Refuse a descriptor model that is unreadable or was fitted for another generator."""
-    from cfattack.attribution import load_descriptor_model
+    from cfattack.attribution.predictors import load_descriptor_model
 
     model = load_descriptor_model(path)
     if (model.num_ws, model.w_dim) != (G.num_ws, G.w_dim):
@@ -78,10 +78,11 @@ def assemble_bundle(
     metrics: Mapping[str, Any] | None = None,
     classifier_descriptions: Mapping[str, str] | None = None,
 ):
-    """Write a complete bundle into ``out_dir`` and return it loaded (a `cfattack.bundle.Bundle`)."""
+    """Write a complete bundle into ``out_dir`` and return it loaded (a `cfattack.bundle.loader.Bundle`)."""
     from cfattack.bundle import BundleSpec, ClassifierSpec, GeneratorSpec, ImageSpec, Provenance, load_bundle
     from cfattack.classifiers.checkpoint import read_classifier_checkpoint
-    from cfattack.legacy import load_generator, save_generator_checkpoint
+    from cfattack.stylegan.checkpoint import save_generator_checkpoint
+    from cfattack.stylegan.loading import load_generator
 
     if not classifiers:
         raise InvalidInputError("a bundle needs at least one classifier")

@@ -19,7 +19,7 @@ uses torch's global generator. Both states are checkpointed, so a run stopped an
 Model selection: the weights of the epoch with the best validation accuracy are kept, scored
 on the test split, and saved as ``classifier.pt`` (`cfattack.classifiers` checkpoint format).
 The final scores include the embedding's structure (silhouette, Davies-Bouldin, kNN purity,
-dead units; `cfattack.metrics.embedding_metrics`) and, where a class hierarchy is known
+dead units; `cfattack.quality.metrics.embedding_metrics`) and, where a class hierarchy is known
 (Fashion-MNIST), the mistake severity.
 """
 
@@ -45,7 +45,7 @@ from cfattack.classifiers.hierarchy import hierarchy_for
 from cfattack.classifiers.losses import LOSSES, CrossEntropy
 from cfattack.config import ClassifierTrainingConfig
 from cfattack.errors import InvalidInputError
-from cfattack.metrics import accuracy, confusion_matrix, embedding_metrics, macro_f1, mistake_severity, silhouette
+from cfattack.quality.metrics import accuracy, confusion_matrix, embedding_metrics, macro_f1, mistake_severity, silhouette
 from cfattack.training.augment import random_translate
 from cfattack.training.data import ImageDataset, load_dataset
 

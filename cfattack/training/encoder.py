@@ -26,10 +26,10 @@ import torch.nn.functional as F
 
 from cfattack.atomic import atomic_torch_save, atomic_write_text
 from cfattack.config import EncoderTrainingConfig
-from cfattack.encoder import Encoder, save_encoder_checkpoint
+from cfattack.inversion.encoder import Encoder, save_encoder_checkpoint
 from cfattack.errors import InvalidInputError
-from cfattack.generator import Generator
-from cfattack.image_quality import psnr, ssim
+from cfattack.stylegan.generator import Generator
+from cfattack.quality.image_quality import psnr, ssim
 from cfattack.training.data import ImageDataset, load_dataset
 
 __all__ = ["EncoderTrainingResult", "train_encoder", "evaluate_encoder", "sample_training_ws", "ENCODER_NAME"]
@@ -183,7 +183,7 @@ def train_encoder(
     """Train (or resume) the encoder; writes ``checkpoint.pt``, ``encoder.pt``, ``log.jsonl``, ``config.json``."""
     from tqdm import tqdm
 
-    from cfattack.legacy import load_generator
+    from cfattack.stylegan.loading import load_generator
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -26,16 +26,15 @@ import torch.nn.functional as F
 from cfattack.atomic import atomic_torch_save
 from cfattack.config import GanTrainingConfig
 from cfattack.errors import InvalidInputError
-from cfattack.generator import Generator
+from cfattack.stylegan.generator import Generator
 from cfattack.training.augment import random_translate
 from cfattack.training.data import ImageDataset, load_dataset
 from cfattack.training.discriminator import Discriminator
+from cfattack.training.gan_files import CHECKPOINT_NAME, GAN_CHECKPOINT_FORMAT, GENERATOR_NAME
+from cfattack.training.warm_start import warm_start_from_checkpoint
 
 __all__ = ["GanTrainingResult", "train_gan", "translate_images", "CHECKPOINT_NAME", "GENERATOR_NAME"]
 
-CHECKPOINT_NAME = "checkpoint.pt"
-GENERATOR_NAME = "generator.pt"
-_CHECKPOINT_FORMAT = "cfattack.gan-training/1"
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ class _Run:
 
     def state(self) -> dict:
         return {
-            "format": _CHECKPOINT_FORMAT,
+            "format": GAN_CHECKPOINT_FORMAT,
             "config": self.config.model_dump(mode="json"),
             "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
             "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
@@ -125,7 +124,7 @@ class _Run:
         }
 
     def load(self, state: dict) -> None:
-        if state.get("format") != _CHECKPOINT_FORMAT:
+        if state.get("format") != GAN_CHECKPOINT_FORMAT:
             raise InvalidInputError(f"not a cfattack GAN training checkpoint (format {state.get('format')!r})")
         saved = GanTrainingConfig.model_validate(state["config"])
         # Length, snapshot spacing, threads and device may change between pieces of one run.
@@ -225,7 +224,7 @@ def train_gan(
     from tqdm import tqdm
 
     from cfattack.images import save_image_grid
-    from cfattack.legacy import save_generator_checkpoint
+    from cfattack.stylegan.checkpoint import save_generator_checkpoint
 
     out = Path(out_dir)
     (out / "samples").mkdir(parents=True, exist_ok=True)
@@ -243,8 +242,6 @@ def train_gan(
     if ckpt_path.exists():
         run.load(torch.load(ckpt_path, map_location="cpu", weights_only=True))  # load_state_dict moves it
     elif config.init_from:
-        from cfattack.training.warm_start import warm_start_from_checkpoint
-
         warm_start_from_checkpoint(config.init_from, config, run.G, run.G_ema, run.D)
     (out / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
 

@@ -27,6 +27,7 @@ import torch
 
 from cfattack.config import GanTrainingConfig
 from cfattack.errors import InvalidInputError
+from cfattack.training.gan_files import CHECKPOINT_NAME, GAN_CHECKPOINT_FORMAT
 
 __all__ = ["warm_start_from_checkpoint"]
 
@@ -41,8 +42,6 @@ def warm_start_from_checkpoint(path: str | Path, config: GanTrainingConfig, G: t
     Raises InvalidInputError if the file is not such a checkpoint, its layout differs, or it is
     conditional while this run is not.
     """
-    from cfattack.training.gan import _CHECKPOINT_FORMAT, CHECKPOINT_NAME
-
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
@@ -50,7 +49,7 @@ def warm_start_from_checkpoint(path: str | Path, config: GanTrainingConfig, G: t
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
         raise InvalidInputError(f"cannot read warm-start checkpoint {path}: {exc}") from exc
-    if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
+    if not isinstance(state, dict) or state.get("format") != GAN_CHECKPOINT_FORMAT:
         raise InvalidInputError(f"{path} is not a cfattack GAN training checkpoint")
     source = GanTrainingConfig.model_validate(state["config"])
     theirs = source.model_dump(include=set(_SHAPE_FIELDS))

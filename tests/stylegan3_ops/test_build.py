@@ -289,7 +289,7 @@ def test_emulated_bias_act_vector_chunks(emu, shape, dim, channels_last):
 # the kernels' index maths is right for these shapes; see _kink_free_input in
 # test_cuda_ops.py for what the GPU failure was.
 def _h200_layer_case(batch, width, seed=0):
-    from cfattack.generator import design_lowpass_filter
+    from cfattack.stylegan.layers import design_lowpass_filter
 
     g = torch.Generator().manual_seed(seed * 100 + batch * 10 + width)
     f = design_lowpass_filter(numtaps=12, cutoff=8.0, width=6.0, fs=64).double()
@@ -541,7 +541,7 @@ class _FakeCudaTensor:
 
 def test_doctor_build_reports_outcome_time_and_log(monkeypatch, tmp_path):
     CliRunner = pytest.importorskip("click.testing").CliRunner
-    from cfattack.cli import cli
+    from cfattack.cli.root import cli
 
     log = tmp_path / "build.log"
     good = _build.BuildStatus(True, "CUDA kernels built in 42 s (/c)", 42.0, log, tmp_path, False)

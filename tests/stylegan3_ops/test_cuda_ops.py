@@ -235,7 +235,7 @@ def test_upfirdn2d_channels_last_and_helpers():
 def _design_filter(taps: int, radial: bool = False) -> torch.Tensor:
     """A generator-like low-pass filter; "radial" stands for config R's non-separable 2-D filter
     (any 2-D filter exercises the same code; scipy, which the real one needs, is not required)."""
-    from cfattack.generator import design_lowpass_filter
+    from cfattack.stylegan.layers import design_lowpass_filter
 
     f = design_lowpass_filter(numtaps=taps, cutoff=8.0, width=6.0, fs=32 * (taps // 6)).to("cuda")
     if radial:
@@ -396,7 +396,7 @@ def test_filtered_lrelu_without_grad_and_channels_last():
     ids=["T", "R"],
 )
 def test_generator_cuda_ops_match_reference(config, monkeypatch):
-    from cfattack.generator import Generator
+    from cfattack.stylegan.generator import Generator
 
     if config.get("use_radial_filters"):
         pytest.importorskip("scipy", reason="config R's radial filters need scipy")
@@ -416,7 +416,7 @@ def test_generator_cuda_ops_match_reference(config, monkeypatch):
 
 
 def test_generator_fp16_layers_close_to_reference(monkeypatch):
-    from cfattack.generator import Generator
+    from cfattack.stylegan.generator import Generator
 
     torch.manual_seed(2)
     G = Generator(z_dim=32, c_dim=0, w_dim=32, img_resolution=64, img_channels=3,

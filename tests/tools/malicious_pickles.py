@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from cfattack.generator import Generator
+from cfattack.stylegan.generator import Generator
 from tests.tools.make_official_pickle import (
     LEGACY_MAGIC,
     Call,

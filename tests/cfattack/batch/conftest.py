@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cfattack.cli import cli
-from cfattack.cli_batch import batch
-from tests.cfattack.test_cli import run_cli
+from cfattack.cli.root import cli
+from cfattack.cli.batch import batch
+from tests.cfattack.cli.test_cli import run_cli
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO_ROOT / "examples"
@@ -31,7 +31,7 @@ def run_batch(*args):
 
 
 def batch_command(*args) -> list[str]:
-    return [sys.executable, "-m", "cfattack.cli_batch", *map(str, args)]
+    return [sys.executable, "-m", "cfattack.cli.batch", *map(str, args)]
 
 
 def run_batch_process(*args, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.cfattack.batch.conftest import EXAMPLES, FAST, run_batch
-from tests.cfattack.test_cli import assert_one_line_failure
+from tests.cfattack.cli.test_cli import assert_one_line_failure
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from cfattack.batch.store import FailureRecord, ResultRecord, read_jsonl
-from cfattack.bundle import load_bundle
+from cfattack.bundle.loader import load_bundle
 from cfattack.images import load_image
 from tests.cfattack.batch.conftest import (
     ENV,
@@ -30,7 +30,7 @@ from tests.cfattack.batch.conftest import (
     run_batch,
     run_batch_process,
 )
-from tests.cfattack.test_cli import assert_one_line_failure
+from tests.cfattack.cli.test_cli import assert_one_line_failure
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
@@ -190,7 +190,7 @@ def _free_port() -> int:
 def test_two_gloo_ranks_match_one_rank(reference_job, tmp_path):
     out = tmp_path / "job"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-               "--master-port", str(_free_port()), "-m", "cfattack.cli_batch", *SHARED_JOB, "--out", str(out)]
+               "--master-port", str(_free_port()), "-m", "cfattack.cli.batch", *SHARED_JOB, "--out", str(out)]
     done = subprocess.run(command, env=ENV, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "on 2 ranks" in done.stdout and done.stdout.count("done:") == 1  # rank 0 reports
@@ -217,7 +217,7 @@ def test_a_changed_config_is_refused_unless_restart(reference_job, tmp_path):
 
 
 def test_failed_batches_are_kept_until_retry_failed(tmp_path, monkeypatch):
-    from cfattack.explainer import Explainer
+    from cfattack.explain.explainer import Explainer
 
     out = tmp_path / "job"
     job = (str(EXAMPLES), "--target", "coat", "--limit", "3", "--out", out, *FAST)

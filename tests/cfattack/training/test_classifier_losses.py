@@ -78,7 +78,7 @@ def test_stateful_losses_resume_exactly(tmp_path, splits, loss: str) -> None:  #
 
 @pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="apt-get install dataset-fashion-mnist")
 def test_cli_trains_every_loss_with_the_offset_l2_head(tmp_path) -> None:
-    from cfattack.cli import cli
+    from cfattack.cli.root import cli
 
     cfg = tmp_path / "tiny.json"
     cfg.write_text(json.dumps({"batch": 32, "width": 4, "embedding_dim": 8, "warmup_steps": 0, **ACTIVE}))

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from cfattack.config import EncoderTrainingConfig
-from cfattack.encoder import Encoder, load_encoder_checkpoint, save_encoder_checkpoint
+from cfattack.inversion.encoder import Encoder, load_encoder_checkpoint, save_encoder_checkpoint
 from cfattack.errors import NetworkLoadError
-from cfattack.generator import Generator
-from cfattack.legacy import save_generator_checkpoint
+from cfattack.stylegan.generator import Generator
+from cfattack.stylegan.checkpoint import save_generator_checkpoint
 from cfattack.training.data import ImageDataset
 from cfattack.training.encoder import ENCODER_NAME, sample_training_ws, train_encoder
 

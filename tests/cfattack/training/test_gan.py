@@ -9,7 +9,7 @@ import torch
 
 from cfattack.config import GanTrainingConfig, GeneratorLayout
 from cfattack.errors import InvalidInputError
-from cfattack.legacy import load_generator
+from cfattack.stylegan.loading import load_generator
 from cfattack.training.data import FASHION_MNIST_DIR, ImageDataset, load_fashion_mnist
 from cfattack.training.discriminator import Discriminator
 from cfattack.training.gan import CHECKPOINT_NAME, GENERATOR_NAME, train_gan, translate_images

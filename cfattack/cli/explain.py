@@ -1,0 +1,180 @@
+"""``cfattack explain``: one image, one target class, one report folder.
+
+Prints a short summary (source -> target, steps, inversion quality, top descriptor changes)
+and writes ``explanation.json``, ``counterfactual.png``, ``strip.png`` and
+``explanation.html`` into ``--out``. A target that is not reached is a result, not an
+error: the report says so and the exit code is 0; bad input exits 1 with one line.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cfattack.errors import InvalidInputError
+from cfattack.int_ranges import parse_int_ranges
+
+__all__ = ["explain", "default_out_dir", "explain_config", "explain_options", "format_summary", "require_cuda"]
+
+_STAGES = ("load bundle", "classify", "invert", "attack", "attribute", "write report")
+
+
+def default_out_dir(image: Path, target: str) -> Path:
+    """``explanations/<image stem>-to-<target>``, with the target made file-name safe."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", target).strip("-") or "target"
+    return Path("explanations") / f"{image.stem}-to-{safe}"
+
+
+def format_summary(explanation: Any, top: int = 5) -> list[str]:
+    """The lines ``explain`` prints: outcome, inversion quality, the top descriptor changes."""
+    e = explanation
+    lines = [f"{e.source_class} (p={e.source_probability:.2f}) -> {e.target}: "
+             + (f"reached in {e.steps} steps" if e.reached else f"NOT reached ({e.reason}) after {e.steps} steps")
+             + f", p({e.target})={e.target_probability:.2f}"
+             + (f", latent distance {e.latent_distance:.2f}" if e.latent_distance is not None else "")
+             + f", pixel RMS {e.pixel_rms:.3f}"
+             + (f", moved {e.shift_px[0]:+.1f} px right {e.shift_px[1]:+.1f} px down" if e.shift_px is not None else "")]
+    if e.inversion is not None:
+        inv = e.inversion
+        quality = f"inversion: PSNR {inv.psnr:.1f} dB, SSIM {inv.ssim:.3f}"
+        if inv.flagged:
+            quality += " -- FLAGGED: " + "; ".join(inv.reasons)
+        lines.append(quality)
+    rows = e.attributions[:top]
+    if rows:
+        source = "predicted from the latents" if e.attribution_source == "predicted" else "measured on the images"
+        lines.append(f"top {len(rows)} descriptor changes ({source}):")
+        width = max(len(r.name) for r in rows)
+        for rank, r in enumerate(rows, 1):
+            lines.append(
+                f"  {rank}. {r.name:<{width}}  {r.before:9.3f} -> {r.after:9.3f} {r.unit:<9} "
+                f"({r.standardized_change:+.2f} sd)"
+            )
+    else:
+        lines.append("no descriptor changes to show")
+    lines += [f"warning: {w}" for w in e.warnings if not w.startswith("target not reached")]
+    return lines
+
+
+_EXPLAIN_OPTIONS = (
+    click.option("--steps", type=click.IntRange(1, 100_000), default=500, show_default=True, help="Most attack steps."),
+    click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
+                 help="Attack step size (Adam)."),
+    click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
+                 show_default=True, help="Stop at the first iterate whose target probability exceeds this."),
+    click.option("--space", type=click.Choice(["w", "w+", "pixel"]), default="w+", show_default=True,
+                 help="Move one w, every W+ entry, or the pixels (the noisy baseline)."),
+    click.option("--objective", type=click.Choice(["probability", "log_probability", "margin"]),
+                 default="probability", show_default=True, help="Quantity the attack raises."),
+    click.option("--proximity", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                 help="Weight of the penalty on mean((ws - ws0)^2)."),
+    click.option("--layers", default=None, callback=lambda ctx, param, value: _layers_option(value),
+                 help="W+ entries the attack may move, e.g. 0 or 0-3 [default: all]. Entry 0 only turns and "
+                      "shifts the image."),
+    click.option("--shift-lr", type=click.FloatRange(min=0, min_open=True), default=None,
+                 help="W+ only: also move the object as a whole, this many pixels per step [default: off]."),
+    click.option("--inversion-steps", type=click.IntRange(0, 100_000), default=100, show_default=True,
+                 help="Optimisation steps refining the encoder's inversion."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random draws."),
+)
+
+
+def explain_options(command: Any) -> Any:
+    """Add the explanation settings shared by ``explain`` and ``batch`` (see `explain_config`)."""
+    for option in reversed(_EXPLAIN_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _layers_option(value: str | None) -> tuple[int, ...] | None:
+    """``--layers`` text -> ws entry indices (None = every entry)."""
+    if value is None:
+        return None
+    try:
+        return tuple(parse_int_ranges(value, noun="ws entry", plural="ws entries", example="0 or 0-3",
+                                      maximum=1023, max_count=1024))
+    except InvalidInputError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def explain_config(steps: int, lr: float, threshold: float, space: str, objective: str, proximity: float,
+                   inversion_steps: int, seed: int, layers: tuple[int, ...] | None = None,
+                   shift_lr: float | None = None) -> Any:
+    """The `ExplainConfig` those options describe."""
+    from cfattack.config import AttackConfig, InversionConfig
+    from cfattack.explain.explanation import ExplainConfig
+
+    if layers is not None and space != "w+":
+        raise InvalidInputError(f"--layers picks W+ entries; it needs --space w+, not {space}")
+    if shift_lr is not None and space != "w+":
+        raise InvalidInputError(f"--shift-lr moves W+ entry 0 on its own; it needs --space w+, not {space}")
+    return ExplainConfig(
+        attack=AttackConfig(steps=steps, lr=lr, threshold=threshold, space=space, objective=objective,
+                            proximity_weight=proximity, seed=seed, layers=layers,
+                            shift_lr=shift_lr),
+        inversion=InversionConfig(steps=inversion_steps),
+    )
+
+
+def require_cuda() -> None:
+    """Refuse ``--device cuda`` in one line when torch sees no GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise InvalidInputError("--device cuda: no CUDA GPU is visible to torch (see 'cfattack doctor')")
+
+
+@click.command()
+@click.argument("image", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--target", required=True, help="Class the counterfactual should have (name, alias or index).")
+@click.option("--bundle", "bundle_name", default="default", show_default=True,
+              help="'default' or a bundle folder (with bundle.json).")
+@click.option("--classifier", default=None, help="Classifier of the bundle to explain (default: the bundle's).")
+@click.option("--out", "outdir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Report folder [default: explanations/<image>-to-<target>].")
+@explain_options
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def explain(image: Path, target: str, bundle_name: str, classifier: str | None, outdir: Path | None, steps: int,
+            lr: float, threshold: float, space: str, objective: str, proximity: float,
+            layers: tuple[int, ...] | None, shift_lr: float | None, inversion_steps: int, seed: int, device: str,
+            quiet: bool) -> None:
+    """Explain why the classifier labels IMAGE as it does: what would make it TARGET?
+
+    \b
+    Examples:
+      cfattack explain examples/trouser-1.png --target dress
+      cfattack explain shoe.png --target "Ankle boot" --space w --out report/
+    """
+    from tqdm import tqdm
+
+    if not image.exists():
+        raise InvalidInputError(f"image file not found: {image}")
+    config = explain_config(steps, lr, threshold, space, objective, proximity, inversion_steps, seed, layers,
+                            shift_lr)
+    bar = tqdm(total=len(_STAGES), disable=quiet or not sys.stderr.isatty(), leave=False, bar_format="{desc:<14} {bar} {n_fmt}/{total_fmt}")
+
+    def stage(name: str) -> None:
+        bar.set_description_str(name)
+        bar.update(_STAGES.index(name) - bar.n)
+
+    stage("load bundle")
+    if device == "cuda":
+        require_cuda()
+    from cfattack.explain.explainer import Explainer
+
+    explainer = Explainer(bundle_name, config, device=device)
+    explanation = explainer.explain_many([image], target, classifier=classifier, on_stage=stage)[0]
+    stage("write report")
+    out = outdir if outdir is not None else default_out_dir(image, explanation.target)
+    files = explanation.save(out)
+    bar.update(len(_STAGES) - bar.n)
+    bar.close()
+    for line in format_summary(explanation):
+        click.echo(line)
+    click.echo(f"report: {files['html']} (+ {', '.join(p.name for k, p in files.items() if k != 'html')})")
+

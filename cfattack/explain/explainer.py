@@ -1,0 +1,384 @@
+"""The explainer: invert an image, attack it in latent space, rank what changed.
+
+This is the pipeline behind ``cfattack explain``. For each image: the bundle's classifier
+labels it; the `Inverter` finds latents whose image reproduces it (and says how well); the
+`LatentAttack` moves those latents until the classifier believes the target class; the
+bundle's latent descriptor predictors (or the descriptors measured on the two images) say
+which human-meaningful features changed. Everything is batched: `Explainer.explain_many`
+inverts and attacks N images in one pass, each item stopping on its own::
+
+    from cfattack.explain.explainer import Explainer
+    explainer = Explainer("default")                     # or a Bundle, or a bundle directory
+    exp = explainer.explain("examples/coat-1.png", target="pullover")
+    print(exp.summary_line()); exp.save("out/")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Callable, Sequence, Union
+
+import torch
+
+from cfattack.attack.latent_attack import LatentAttack
+from cfattack.attack.objectives import class_probabilities
+from cfattack.attack.result import AttackResult
+from cfattack.attribution.changes import DescriptorChange
+from cfattack.attribution.measured import measured_changes
+from cfattack.attribution.predictors import LatentDescriptorModel, load_descriptor_model
+from cfattack.bundle.loader import Bundle, load_bundle
+from cfattack.errors import InvalidInputError
+from cfattack.explain.explanation import ExplainConfig, Explanation, ExplanationImages, InversionReport
+from cfattack.images import image_from_pil, load_image
+from cfattack.inversion.inverter import InversionResult, Inverter
+from cfattack.stylegan.translation import translation_directions
+
+__all__ = ["Explainer", "ImageInput", "explain"]
+
+# A path, or an image tensor [C, H, W] / [1, C, H, W] in [-1, 1], or a PIL image.
+ImageInput = Union[str, os.PathLike, torch.Tensor, "PIL.Image.Image"]  # noqa: F821
+
+_INVERSIONS_KEPT = 4  # recent inversions kept for reuse by another classifier (Explainer._invert)
+
+
+class Explainer:
+    """Explains one bundle's classifiers; loads the bundle and its descriptor model once.
+
+    Args:
+        bundle: a loaded `Bundle`, ``"default"``, or a bundle directory / ``bundle.json`` path.
+        config: `ExplainConfig` (inversion, attack, attribution settings).
+        device: move the bundle there (``"cpu"``, ``"cuda"``); None keeps the bundle's device.
+
+    Raises:
+        BundleError, NetworkLoadError: the bundle or its descriptor model cannot be loaded.
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle | str | os.PathLike = "default",
+        config: ExplainConfig | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        if not isinstance(bundle, Bundle):
+            bundle = load_bundle(bundle, device=device or "cpu")
+        elif device is not None:
+            bundle.to(device)
+        self.bundle = bundle
+        self.config = config or ExplainConfig()
+        self.descriptor_model: LatentDescriptorModel | None = None
+        self._inversions: dict[tuple, InversionResult] = {}  # see _invert
+        if bundle.descriptor_model_path is not None:
+            self.descriptor_model = load_descriptor_model(bundle.descriptor_model_path).to(bundle.device)
+        from descriptors import default_descriptors
+
+        self.descriptors = default_descriptors(bundle.spec.image.channels)
+
+    def clear_cache(self) -> None:
+        """Forget the inversions kept for reuse, so the next explanation inverts from scratch (timing, memory)."""
+        self._inversions.clear()
+
+    @property
+    def device(self) -> torch.device:
+        return self.bundle.device
+
+    # --- inputs -----------------------------------------------------------------------------
+
+    def load(self, image: ImageInput) -> tuple[torch.Tensor, str | None]:
+        """One input -> (image [C, R, R] in [-1, 1] on the CPU, its path or None).
+
+        Files are converted to the bundle's channels and size (see `cfattack.images.load_image`).
+        """
+        spec = self.bundle.spec.image
+        if isinstance(image, (str, os.PathLike)):
+            return load_image(image, channels=spec.channels, size=spec.resolution), str(image)
+        if isinstance(image, torch.Tensor):
+            tensor = image.detach().float().cpu()
+            if tensor.ndim == 4 and tensor.shape[0] == 1:
+                tensor = tensor[0]
+            expected = (spec.channels, spec.resolution, spec.resolution)
+            if tuple(tensor.shape) != expected:
+                raise InvalidInputError(
+                    f"image tensor must have shape {list(expected)} (values in [-1, 1]); got {list(image.shape)}"
+                )
+            if not torch.isfinite(tensor).all():
+                raise InvalidInputError("image tensor contains NaN or infinite values")
+            return tensor.clamp(-1, 1), None
+        try:
+            from PIL import Image
+        except ImportError:  # pragma: no cover - pillow is a core dependency
+            Image = None
+        if Image is not None and isinstance(image, Image.Image):
+            return self._from_pil(image), None
+        raise InvalidInputError(
+            f"an image must be a file path, a tensor [C, H, W] in [-1, 1] or a PIL image; got {type(image).__name__}"
+        )
+
+    def _from_pil(self, pil: "PIL.Image.Image") -> torch.Tensor:  # noqa: F821
+        spec = self.bundle.spec.image
+        return image_from_pil(pil, channels=spec.channels, size=spec.resolution)
+
+    def _targets(self, targets: str | int | Sequence[str | int], count: int) -> list[int]:
+        if isinstance(targets, (str, int)):
+            targets = [targets] * count
+        targets = list(targets)
+        if len(targets) != count:
+            raise InvalidInputError(f"got {len(targets)} targets for {count} images")
+        return [self.bundle.class_index(t) for t in targets]
+
+    # --- the pipeline -------------------------------------------------------------------------
+
+    def explain(self, image: ImageInput, target: str | int, classifier: str | None = None) -> Explanation:
+        """Explain one image toward ``target`` (a class name, alias or index).
+
+        Raises:
+            InvalidInputError: unreadable image, unknown target or classifier, or a target the
+                classifier already predicts (unless ``config.allow_same_class``).
+        """
+        return self.explain_many([image], target, classifier=classifier)[0]
+
+    def explain_many(
+        self,
+        images: Sequence[ImageInput],
+        targets: str | int | Sequence[str | int],
+        classifier: str | None = None,
+        batch_size: int = 32,
+        on_stage: Callable[[str], None] | None = None,
+    ) -> list[Explanation]:
+        """Explain many images in batches of ``batch_size`` (one target for all, or one each).
+
+        All inputs are read and checked before any work starts, so a bad one fails fast;
+        batch jobs that must go on past bad items check them one by one with `load`.
+        ``on_stage(name)`` is called as each stage of a batch begins ("classify", "invert",
+        "attack", "attribute"), e.g. to drive a progress bar.
+        """
+        if isinstance(images, (str, os.PathLike, torch.Tensor)):
+            images = [images]
+        if not images:
+            return []
+        if batch_size < 1:
+            raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+        loaded = [self.load(image) for image in images]
+        target_indices = self._targets(targets, len(loaded))
+        name = self._classifier_name(classifier)
+        results: list[Explanation] = []
+        for start in range(0, len(loaded), batch_size):
+            chunk = loaded[start:start + batch_size]
+            x = torch.stack([tensor for tensor, _ in chunk])
+            paths = [path for _, path in chunk]
+            results += self._explain_batch(x, target_indices[start:start + batch_size], name, paths, on_stage)
+        return results
+
+    def _classifier_name(self, classifier: str | None) -> str:
+        return self.bundle.classifier(classifier).name if classifier is not None else self.bundle.default_classifier
+
+    def _explain_batch(
+        self,
+        x: torch.Tensor,
+        targets: list[int],
+        classifier_name: str,
+        paths: list[str | None],
+        on_stage: Callable[[str], None] | None = None,
+    ) -> list[Explanation]:
+        cfg = self.config
+        stage = on_stage or (lambda name: None)
+        timings: dict[str, float] = {}
+        clf = self.bundle.classifier(classifier_name)
+        G = self.bundle.generator
+        x = x.to(self.device)
+
+        began = time.perf_counter()
+        stage("classify")
+        with torch.no_grad():
+            probs = class_probabilities(clf(x)).cpu()
+        source_prob, source = probs.max(dim=1)
+        self._check_targets(source, targets, paths)
+
+        inversion: InversionResult | None = None
+        attack = LatentAttack(lambda ws: _clamp_straight_through(G.synthesis(ws, noise_mode="const")), clf, cfg.attack)
+        target_tensor = torch.tensor(targets, device=self.device)
+        if cfg.attack.space == "pixel":
+            timings["inversion"] = 0.0
+            stage("attack")
+            tic = time.perf_counter()
+            result = attack.run(None, target_tensor, images=x)
+        else:
+            stage("invert")
+            tic = time.perf_counter()
+            inversion = self._invert(x, clf)
+            timings["inversion"] = time.perf_counter() - tic
+            stage("attack")
+            tic = time.perf_counter()
+            directions = translation_directions(G, inversion.ws) if cfg.attack.shift_lr is not None else None
+            result = attack.run(inversion.ws, target_tensor, shift_directions=directions)
+        timings["attack"] = time.perf_counter() - tic
+
+        stage("attribute")
+        tic = time.perf_counter()
+        start_images = inversion.reconstruction.cpu() if inversion is not None else x.cpu()
+        images_cf = result.images_cf.cpu()
+        with torch.no_grad():
+            cf_class = class_probabilities(clf(result.images_cf.to(self.device))).argmax(dim=1).cpu()
+        predicted = self._predicted(inversion, result)
+        measured = self._measured(start_images, images_cf) if (cfg.measured or predicted is None) else None
+        timings["attribution"] = time.perf_counter() - tic
+        per_item = (time.perf_counter() - began) / len(targets)
+
+        explanations = []
+        for i, target in enumerate(targets):
+            attributions = predicted[i] if predicted is not None else measured[i]
+            explanation = self._explanation(
+                i, result, inversion, paths[i], classifier_name, int(source[i]), float(source_prob[i]),
+                target, int(cf_class[i]), attributions, "predicted" if predicted is not None else "measured",
+                measured[i] if (measured is not None and cfg.measured) else [],
+                {**{k: v / len(targets) for k, v in timings.items()}, "total": per_item},
+            )
+            frames = result.frames_images[i] if result.frames_images is not None else images_cf[i : i + 1]
+            explanation.with_images(ExplanationImages(
+                original=x[i].cpu(),
+                reconstruction=None if inversion is None else inversion.reconstruction[i].cpu(),
+                frames=frames.cpu(),
+                counterfactual=images_cf[i],
+            ))
+            explanations.append(explanation)
+        return explanations
+
+    def _invert(self, x: torch.Tensor, clf: torch.nn.Module) -> InversionResult:
+        """Invert x, reusing the latents of an identical earlier batch (e.g. another classifier).
+
+        Inversion does not depend on the classifier (it only sets the label flags, which
+        `Inverter.judge` recomputes) and is deterministic, so a reused result is the one a fresh
+        run would give. A few recent batches are kept.
+        """
+        inverter = Inverter(self.bundle.generator, self.bundle.encoder, clf, self.config.inversion)
+        key = (hashlib.sha1(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest(), tuple(x.shape), str(x.device),
+               self.config.inversion.model_dump_json())
+        cached = self._inversions.pop(key, None)
+        result = inverter.invert(x) if cached is None else inverter.judge(cached, x)
+        self._inversions[key] = result
+        while len(self._inversions) > _INVERSIONS_KEPT:
+            self._inversions.pop(next(iter(self._inversions)))
+        return result
+
+    def _check_targets(self, source: torch.Tensor, targets: list[int], paths: list[str | None]) -> None:
+        if self.config.allow_same_class:
+            return
+        for i, (label, target) in enumerate(zip(source.tolist(), targets)):
+            if label == target:
+                what = paths[i] or f"image {i}"
+                raise InvalidInputError(
+                    f"{what}: the classifier already predicts {self.bundle.class_names[target]!r}; "
+                    "choose another target class"
+                )
+
+    def _predicted(self, inversion: InversionResult | None, result: AttackResult) -> list[list[DescriptorChange]] | None:
+        if self.descriptor_model is None or inversion is None or result.ws_cf is None:
+            return None
+        ws0 = inversion.ws.detach().to(self.device)
+        ws_cf = result.ws_cf.to(self.device)
+        with torch.no_grad():
+            return self.descriptor_model.rank(ws0, ws_cf, include_unreliable=self.config.include_unreliable)
+
+    def _measured(self, start: torch.Tensor, cf: torch.Tensor) -> list[list[DescriptorChange]]:
+        std = None
+        if self.descriptor_model is not None:
+            std = {fit.name: fit.std for fit in self.descriptor_model.fits}
+        return measured_changes(self.descriptors, start, cf, std=std)
+
+    def _explanation(
+        self,
+        i: int,
+        result: AttackResult,
+        inversion: InversionResult | None,
+        path: str | None,
+        classifier_name: str,
+        source: int,
+        source_probability: float,
+        target: int,
+        cf_class: int,
+        attributions: list[DescriptorChange],
+        attribution_source: str,
+        measured: list[DescriptorChange],
+        timings: dict[str, float],
+    ) -> Explanation:
+        names = list(self.bundle.class_names)
+        summary = result.summary()[i]
+        warnings: list[str] = []
+        report = None
+        if inversion is not None:
+            label_match = None if inversion.label_match is None else bool(inversion.label_match[i])
+            report = InversionReport(
+                psnr=float(inversion.psnr[i]), ssim=float(inversion.ssim[i]),
+                encoder_psnr=float(inversion.encoder_psnr[i]), steps=self.config.inversion.steps,
+                label_match=label_match, flagged=bool(inversion.flagged[i]), reasons=inversion.reasons[i],
+            )
+            if report.flagged:
+                warnings.append("poor inversion: " + "; ".join(report.reasons)
+                                + " -- the counterfactual explains the reconstruction, not the input")
+        if not summary.reached:
+            warnings.append(
+                f"target not reached: stopped by {summary.reason} after {summary.steps} steps "
+                f"at p={summary.target_probability:.3f} (threshold {self.config.attack.threshold:g})"
+            )
+        if attribution_source == "measured" and self.config.attack.space != "pixel":
+            warnings.append("the bundle has no latent descriptor predictors; attributions are measured on the images")
+        return Explanation(
+            image=path,
+            bundle=self.bundle.name,
+            classifier=classifier_name,
+            class_names=names,
+            source_class=names[source],
+            source_index=source,
+            source_probability=source_probability,
+            start_class=names[summary.source_class],
+            target=names[target],
+            target_index=target,
+            reached=summary.reached,
+            reason=summary.reason,
+            steps=summary.steps,
+            threshold=self.config.attack.threshold,
+            target_probability=summary.target_probability,
+            counterfactual_class=names[cf_class],
+            space=self.config.attack.space,
+            latent_distance=summary.latent_distance,
+            pixel_rms=summary.pixel_rms,
+            shift_px=summary.shift_px,
+            probability_curve=summary.probability_curve,
+            frame_steps=summary.frame_steps,
+            inversion=report,
+            attribution_source=attribution_source,
+            attributions=attributions,
+            measured=measured,
+            warnings=warnings,
+            timings={k: round(v, 4) for k, v in timings.items()},
+            config=self.config,
+        )
+
+
+def _clamp_straight_through(images: torch.Tensor) -> torch.Tensor:
+    """Clamp to [-1, 1] in the forward pass, identity in the backward pass.
+
+    The classifier must judge the image a user will see (saved images are clamped, and so is
+    the inverter's reconstruction), but a hard clamp would zero the gradient of every
+    saturated pixel, e.g. the whole background, so the attack could never add ink there.
+    """
+    return images + (images.clamp(-1, 1) - images).detach()
+
+
+def explain(
+    image: ImageInput,
+    target: str | int,
+    *,
+    bundle: Bundle | str | os.PathLike = "default",
+    classifier: str | None = None,
+    config: ExplainConfig | None = None,
+    out: str | os.PathLike | None = None,
+) -> Explanation:
+    """One-call convenience: build an `Explainer`, explain one image, optionally save the report."""
+    explanation = Explainer(bundle, config).explain(image, target, classifier=classifier)
+    if out is not None:
+        explanation.save(Path(out))
+    return explanation
+

@@ -1,0 +1,173 @@
+"""The result of one explanation: what the classifier thought, where the attack went, what changed.
+
+`Explanation` is the boundary object between the explainer and everything that consumes it
+(reports, batch jobs, notebooks): a pydantic model whose JSON form is ``explanation.json``,
+plus the images of the path, which JSON leaves out and `Explanation.save` writes as PNGs::
+
+    exp = Explainer(bundle).explain("examples/coat-1.png", target="pullover")
+    exp.reached, exp.steps, exp.attributions[0].name
+    exp.save("out/")          # explanation.json, counterfactual.png, strip.png, explanation.html
+    exp.images.counterfactual  # tensor [C, H, W] in [-1, 1]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from cfattack.attribution.changes import DescriptorChange
+from cfattack.config import AttackConfig, FrozenConfig, InversionConfig
+
+__all__ = ["ExplainConfig", "InversionReport", "Explanation", "ExplanationImages", "EXPLANATION_FORMAT"]
+
+EXPLANATION_FORMAT = "cfattack.explanation/1"
+
+
+class ExplainConfig(FrozenConfig):
+    """Settings of `cfattack.explain.explainer.Explainer`: inversion, attack and attribution."""
+
+    inversion: InversionConfig = Field(
+        default_factory=InversionConfig, description="Encoder start plus optimisation refinement of the input image."
+    )
+    attack: AttackConfig = Field(default_factory=AttackConfig, description="The counterfactual attack in latent space.")
+    measured: bool = Field(
+        True, description="Also compute the descriptors on the original and counterfactual images directly."
+    )
+    include_unreliable: bool = Field(
+        False, description="Rank descriptors whose latent predictor scored below the quality bar too."
+    )
+    allow_same_class: bool = Field(
+        False, description="Accept a target equal to the class the classifier already predicts (else an error)."
+    )
+
+
+class InversionReport(FrozenConfig):
+    """How well the input was reconstructed by the generator: the honesty part of the report."""
+
+    psnr: float = Field(description="PSNR (dB) of the reconstruction against the input.")
+    ssim: float = Field(description="SSIM of the reconstruction against the input.")
+    encoder_psnr: float = Field(description="PSNR (dB) of the encoder's guess before refinement.")
+    steps: int = Field(ge=0, description="Refinement steps taken after the encoder.")
+    label_match: bool | None = Field(description="The classifier labels the reconstruction as the input (None: unknown).")
+    flagged: bool = Field(description="The reconstruction is poor; the counterfactual explains a different image.")
+    reasons: list[str] = Field(default_factory=list, description="Why it is flagged, one line each.")
+
+
+@dataclass
+class ExplanationImages:
+    """The pictures of one explanation, CPU float tensors [C, H, W] in [-1, 1].
+
+    ``frames`` [F, C, H, W] are evenly spaced iterates of the attack, start and end included
+    (their steps are `Explanation.frame_steps`); ``reconstruction`` is None in pixel space,
+    where nothing is inverted.
+    """
+
+    original: torch.Tensor
+    reconstruction: torch.Tensor | None
+    frames: torch.Tensor
+    counterfactual: torch.Tensor
+
+    @property
+    def difference(self) -> torch.Tensor:
+        """Signed change counterfactual - start image (the reconstruction, or the original in pixel space)."""
+        start = self.reconstruction if self.reconstruction is not None else self.original
+        return self.counterfactual - start
+
+
+class Explanation(BaseModel):
+    """One counterfactual explanation. Its JSON form is ``explanation.json``.
+
+    Class fields hold canonical class names (``source_class``, ``target``) next to their
+    indices. ``attributions`` are ranked by the size of their standardised change; in latent
+    space they come from the bundle's fitted latent predictors (``attribution_source ==
+    "predicted"``), otherwise (pixel space, or a bundle without predictors) they are the
+    descriptors measured on the two images. ``measured`` always holds the measured values
+    when `ExplainConfig.measured` is on, so the predicted ranking can be checked against them.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format_version: Literal["cfattack.explanation/1"] = EXPLANATION_FORMAT
+    image: str | None = Field(None, description="The input file, when the input was a path.")
+    bundle: str = Field(description="Name of the bundle used.")
+    classifier: str = Field(description="Name of the explained classifier in the bundle.")
+    class_names: list[str] = Field(description="All class names in logit order.")
+    source_class: str = Field(description="The classifier's label for the input image.")
+    source_index: int = Field(ge=0)
+    source_probability: float = Field(description="The classifier's probability of source_class for the input image.")
+    start_class: str = Field(description="The classifier's label for the attack's start image (the reconstruction).")
+    target: str = Field(description="The class the counterfactual should be classified as.")
+    target_index: int = Field(ge=0)
+    reached: bool = Field(description="The target probability passed the threshold.")
+    reason: str = Field(description="Why the attack stopped: reached, max_steps, zero_gradient or non_finite.")
+    steps: int = Field(ge=0, description="Attack steps taken (the index of the counterfactual iterate).")
+    threshold: float = Field(description="Target probability the attack had to pass.")
+    target_probability: float = Field(description="Target probability of the counterfactual.")
+    counterfactual_class: str = Field(description="The classifier's label for the counterfactual.")
+    space: Literal["w", "w+", "pixel"] = Field(description="What the attack moved.")
+    latent_distance: float | None = Field(description="||ws_cf - ws0||_2 (None in pixel space).")
+    pixel_rms: float = Field(description="Root mean square pixel change start -> counterfactual, in [-1, 1] units.")
+    shift_px: tuple[float, float] | None = Field(
+        None, description="With the attack's shift_lr: (right, down) pixels the object was moved as a whole."
+    )
+    probability_curve: list[float] = Field(description="Target probability at attack iterates 0..steps.")
+    frame_steps: list[int] = Field(description="Attack iterates shown as frames.")
+    inversion: InversionReport | None = Field(description="Reconstruction quality (None in pixel space).")
+    attribution_source: Literal["predicted", "measured"] = Field(
+        description="Where `attributions` come from: latent predictors or descriptors measured on the images."
+    )
+    attributions: list[DescriptorChange] = Field(description="Descriptor changes, largest standardised change first.")
+    measured: list[DescriptorChange] = Field(
+        default_factory=list, description="Descriptors measured on start and counterfactual images, ranked."
+    )
+    warnings: list[str] = Field(default_factory=list, description="Things the reader should know (poor inversion, ...).")
+    timings: dict[str, float] = Field(default_factory=dict, description="Seconds per stage.")
+    config: ExplainConfig = Field(description="The settings used.")
+
+    _images: ExplanationImages | None = PrivateAttr(default=None)
+
+    @property
+    def images(self) -> ExplanationImages:
+        """The images of the explanation; absent on an explanation read back from JSON."""
+        if self._images is None:
+            raise AttributeError("this explanation has no images (it was read from JSON)")
+        return self._images
+
+    @property
+    def has_images(self) -> bool:
+        return self._images is not None
+
+    def with_images(self, images: ExplanationImages) -> Explanation:
+        """Attach the images (returns self)."""
+        self._images = images
+        return self
+
+    def top(self, k: int = 5) -> list[DescriptorChange]:
+        """The k highest-ranked attributions."""
+        return self.attributions[:k]
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The ``explanation.json`` text."""
+        return json.dumps(self.model_dump(mode="json"), indent=indent, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Explanation:
+        """Read an ``explanation.json`` text back (without images)."""
+        return cls.model_validate_json(text)
+
+    def save(self, directory: str | os.PathLike) -> dict[str, Path]:
+        """Write the four report files into ``directory``; see `cfattack.reports.write_report`."""
+        from cfattack.reports import write_report
+
+        return write_report(self, directory)
+
+    def summary_line(self) -> str:
+        """One line: ``coat -> pullover: reached in 23 steps (p=0.51)``."""
+        outcome = f"reached in {self.steps} steps" if self.reached else f"not reached ({self.reason}, {self.steps} steps)"
+        return f"{self.source_class} -> {self.target}: {outcome} (p={self.target_probability:.2f})"

@@ -1,0 +1,45 @@
+"""`load_generator`: our Generator from either file format, recognised by content.
+
+Picks between our checkpoint (`cfattack.stylegan.checkpoint`, a zip archive) and an official
+StyleGAN3 pickle (`cfattack.stylegan.official_pickle`, its ``G_ema``) from the first bytes,
+never from the file name.
+
+Example::
+
+    from cfattack.stylegan.loading import load_generator
+    G = load_generator("net.pkl")                               # either format, G_ema only
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from cfattack.errors import NetworkLoadError
+from cfattack.stylegan.checkpoint import load_generator_checkpoint
+from cfattack.stylegan.file_access import _ZIP_MAGIC, _is_pickle_header, _open_binary, _source_name
+from cfattack.stylegan.generator import Generator
+from cfattack.stylegan.official_pickle import load_network_pkl
+
+__all__ = ["load_generator"]
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
+    """Our Generator from either a cfattack checkpoint or an official pickle (its ``G_ema``).
+
+    The format is recognised by content (zip archive vs pickle), not by file name.
+    """
+    source = _source_name(path)
+    f, _ = _open_binary(path, source)
+    with f:
+        head = f.read(4)
+    if not head:
+        raise NetworkLoadError(f"{source}: the file is empty")
+    if head == _ZIP_MAGIC:
+        return load_generator_checkpoint(path, device)
+    if _is_pickle_header(head):
+        return load_network_pkl(path, device=device, load=("G_ema",))["G_ema"]
+    raise NetworkLoadError(
+        f"{source}: not a generator file (expected a cfattack checkpoint or an official StyleGAN3 network pickle)"
+    )
