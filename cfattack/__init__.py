@@ -39,6 +39,7 @@ _LAZY_EXPORTS: dict[str, str] = {
     "InvalidInputError": "cfattack.errors",
     "NetworkLoadError": "cfattack.errors",
     "UnsafePickleError": "cfattack.errors",
+    "UntrustedCodeError": "cfattack.errors",
     "Bundle": "cfattack.bundle.loader",
     "BundleError": "cfattack.bundle.spec",
     "BundleSpec": "cfattack.bundle.spec",
@@ -66,7 +67,9 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names; runtime stays
     from cfattack.explain.explainer import Explainer, explain
     from cfattack.explain.explanation import ExplainConfig, Explanation
     from cfattack.inversion.inverter import Inverter
-    from cfattack.errors import CfattackError, InvalidInputError, NetworkLoadError, UnsafePickleError
+    from cfattack.errors import (
+        CfattackError, InvalidInputError, NetworkLoadError, UnsafePickleError, UntrustedCodeError,
+    )
     from cfattack.stylegan.generator import Generator
     from cfattack.images import load_image, save_image
     from cfattack.stylegan.checkpoint import save_generator_checkpoint

@@ -10,7 +10,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["FrozenConfig", "GeneratorLayout", "GanTrainingConfig", "EncoderTrainingConfig"]
+__all__ = ["FrozenConfig", "FiniteConfig", "SEED_MAX", "DEVICE_PATTERN", "GeneratorLayout", "GanTrainingConfig",
+           "EncoderTrainingConfig"]
+
+SEED_MAX = 2**32 - 1
+"""Largest seed: numpy's RandomState takes seeds in [0, 2**32 - 1], torch takes those too."""
+
+DEVICE_PATTERN = r"^(cpu|cuda|mps)(:[0-9]{1,3})?$"
+"""The torch devices a training config may name (whether one exists is checked when it is used)."""
 
 
 class FrozenConfig(BaseModel):
@@ -19,20 +26,30 @@ class FrozenConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
 
-class GeneratorLayout(FrozenConfig):
+class FiniteConfig(FrozenConfig):
+    """Base of settings: a `FrozenConfig` that also refuses NaN and infinity in every float field.
+
+    A bad value raises ``pydantic.ValidationError`` (a ``ValueError``) naming the field, e.g.
+    ``AttackConfig(lr=float("nan"))`` -> "lr: Input should be a finite number".
+    """
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class GeneratorLayout(FiniteConfig):
     """Constructor arguments of a StyleGAN3 `Generator` (config T unless conv_kernel=1 + radial)."""
 
-    z_dim: int = Field(64, ge=1, description="Input latent (z) dimensionality.")
-    w_dim: int = Field(64, ge=1, description="Intermediate latent (w) dimensionality.")
-    mapping_layers: int = Field(2, ge=1, description="Number of dense layers in the mapping network.")
-    channel_base: int = Field(2048, ge=1, description="Overall multiplier for the number of channels.")
-    channel_max: int = Field(64, ge=1, description="Maximum number of channels in any layer.")
-    num_layers: int = Field(6, ge=2, description="Synthesis layers, excluding the Fourier input and ToRGB.")
+    z_dim: int = Field(64, ge=1, le=4096, description="Input latent (z) dimensionality.")
+    w_dim: int = Field(64, ge=1, le=4096, description="Intermediate latent (w) dimensionality.")
+    mapping_layers: int = Field(2, ge=1, le=64, description="Number of dense layers in the mapping network.")
+    channel_base: int = Field(2048, ge=1, le=1 << 20, description="Overall multiplier for the number of channels.")
+    channel_max: int = Field(64, ge=1, le=4096, description="Maximum number of channels in any layer.")
+    num_layers: int = Field(6, ge=2, le=64, description="Synthesis layers, excluding the Fourier input and ToRGB.")
     num_critical: int = Field(2, ge=1, description="Critically sampled layers at the end.")
-    margin_size: int = Field(4, ge=0, description="Extra pixels computed outside the image.")
-    filter_size: int = Field(4, ge=1, description="Low-pass filter taps per (up/down)sampling factor.")
-    lrelu_upsampling: int = Field(1, ge=1, description="Relative sampling rate of the leaky ReLU (2 in the paper).")
-    conv_kernel: int = Field(3, ge=1, description="Convolution kernel size (1 for config R).")
+    margin_size: int = Field(4, ge=0, le=256, description="Extra pixels computed outside the image.")
+    filter_size: int = Field(4, ge=1, le=64, description="Low-pass filter taps per (up/down)sampling factor.")
+    lrelu_upsampling: int = Field(1, ge=1, le=8, description="Relative sampling rate of the leaky ReLU (2 in the paper).")
+    conv_kernel: int = Field(3, ge=1, le=15, description="Convolution kernel size (1 for config R).")
     use_radial_filters: bool = Field(False, description="Radially symmetric downsampling filters (config R).")
     magnitude_ema_beta: float | None = Field(
         None, gt=0, lt=1, description="Decay of the input-magnitude EMA; None = 0.5 ** (batch / 20000)."
@@ -57,29 +74,29 @@ class GeneratorLayout(FrozenConfig):
         )
 
 
-class GanTrainingConfig(FrozenConfig):
+class GanTrainingConfig(FiniteConfig):
     """Settings of `cfattack train gan` (StyleGAN3 generator vs residual discriminator)."""
 
     data: str = Field("fashion-mnist", description="fashion-mnist, mnist-5k, or an image folder root/<class>/*.png.")
-    resolution: int = Field(32, ge=8, description="Training resolution (images are resized/padded to it).")
+    resolution: int = Field(32, ge=8, le=4096, description="Training resolution (images are resized/padded to it).")
     channels: int = Field(1, ge=1, le=3, description="Image channels (1 grey, 3 RGB).")
     conditional: bool = Field(False, description="Condition G and D on the class label.")
     generator: GeneratorLayout = Field(default_factory=GeneratorLayout, description="Generator layout.")
-    d_channel_base: int = Field(2048, ge=1, description="Discriminator channel multiplier.")
-    d_channel_max: int = Field(64, ge=1, description="Discriminator maximum channels.")
-    batch: int = Field(32, ge=2, description="Images per step.")
-    g_lr: float = Field(0.0025, gt=0, description="Generator Adam learning rate.")
-    d_lr: float = Field(0.002, gt=0, description="Discriminator Adam learning rate.")
-    r1_gamma: float = Field(0.05, ge=0, description="R1 penalty weight on real images.")
-    r1_interval: int = Field(16, ge=1, description="Lazy regularisation: apply R1 every this many steps (scaled up).")
+    d_channel_base: int = Field(2048, ge=1, le=1 << 20, description="Discriminator channel multiplier.")
+    d_channel_max: int = Field(64, ge=1, le=4096, description="Discriminator maximum channels.")
+    batch: int = Field(32, ge=2, le=65536, description="Images per step.")
+    g_lr: float = Field(0.0025, gt=0, le=10, description="Generator Adam learning rate.")
+    d_lr: float = Field(0.002, gt=0, le=10, description="Discriminator Adam learning rate.")
+    r1_gamma: float = Field(0.05, ge=0, le=1e6, description="R1 penalty weight on real images.")
+    r1_interval: int = Field(16, ge=1, le=1_000_000, description="Lazy regularisation: apply R1 every this many steps (scaled up).")
     ema_kimg: float = Field(10.0, ge=0, description="Half-life of the generator EMA, in thousands of images.")
-    ema_rampup: float | None = Field(0.05, description="EMA half-life ramp-up (fraction of images seen), None = off.")
+    ema_rampup: float | None = Field(0.05, ge=0, description="EMA half-life ramp-up (fraction of images seen), None = off.")
     augment_translate: float = Field(0.125, ge=0, le=0.5, description="Max random translation (fraction of size) applied to D's inputs.")
-    total_kimg: float = Field(200.0, gt=0, description="Stop after this many thousand real images.")
-    snapshot_kimg: float = Field(4.0, gt=0, description="Write a checkpoint and a sample grid every this many kimg.")
-    seed: int = Field(0, description="Seed of every random draw (init, data order, z, augmentation).")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (None = torch's default).")
-    device: str = Field("cpu", description="torch device for training.")
+    total_kimg: float = Field(200.0, gt=0, le=1e7, description="Stop after this many thousand real images.")
+    snapshot_kimg: float = Field(4.0, gt=0, le=1e7, description="Write a checkpoint and a sample grid every this many kimg.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of every random draw (init, data order, z, augmentation).")
+    threads: int | None = Field(None, ge=1, le=4096, description="torch CPU threads (None = torch's default).")
+    device: str = Field("cpu", pattern=DEVICE_PATTERN, description="torch device for training.")
     init_from: str | None = Field(
         None,
         description="Warm start: a `train gan` checkpoint (file or folder) whose G, G_ema and D weights "
@@ -87,7 +104,7 @@ class GanTrainingConfig(FrozenConfig):
     )
 
 
-class ClassifierTrainingConfig(FrozenConfig):
+class ClassifierTrainingConfig(FiniteConfig):
     """Settings of `cfattack train classifier` (backbone + head trained on a labelled dataset)."""
 
     data: str = Field("fashion-mnist", description="fashion-mnist, mnist-5k, or an image folder root/<class>/*.png.")
@@ -100,13 +117,13 @@ class ClassifierTrainingConfig(FrozenConfig):
         "cnn", description="cnn (three conv stages) or mlp (one hidden layer = the embedding, as in Oursland 2025)."
     )
     activation: Literal["relu", "abs"] = Field("relu", description="Hidden activation of the mlp backbone (the cnn uses relu).")
-    embedding_dim: int = Field(128, ge=2, description="Size of the classifier's explicit embedding.")
-    width: int = Field(32, ge=1, description="Channels of the first conv stage (then 2x and 4x).")
+    embedding_dim: int = Field(128, ge=2, le=65536, description="Size of the classifier's explicit embedding.")
+    width: int = Field(32, ge=1, le=4096, description="Channels of the first conv stage (then 2x and 4x).")
     dropout: float = Field(0.3, ge=0, lt=1, description="Dropout before the embedding projection.")
-    epochs: int = Field(15, ge=1, description="Passes over the training split.")
-    batch: int = Field(128, ge=2, description="Images per step (the last, smaller batch of an epoch is dropped).")
+    epochs: int = Field(15, ge=1, le=100_000, description="Passes over the training split.")
+    batch: int = Field(128, ge=2, le=65536, description="Images per step (the last, smaller batch of an epoch is dropped).")
     optimizer: Literal["adamw", "adam"] = Field("adamw", description="AdamW (decoupled weight decay) or Adam (L2 penalty).")
-    lr: float = Field(2e-3, gt=0, description="Peak learning rate.")
+    lr: float = Field(2e-3, gt=0, le=10, description="Peak learning rate.")
     weight_decay: float = Field(0.05, ge=0, description="Weight decay (decoupled for adamw, L2 for adam).")
     schedule: Literal["cosine", "step", "constant"] = Field("cosine", description="Learning-rate schedule after warm-up.")
     warmup_steps: int = Field(200, ge=0, description="Steps of linear learning-rate warm-up from zero.")
@@ -115,11 +132,11 @@ class ClassifierTrainingConfig(FrozenConfig):
     translate_px: int = Field(2, ge=0, le=8, description="Random translation of training images by up to this many pixels (no flips).")
     max_train_images: int | None = Field(None, ge=2, description="Use only the first N training images (smoke tests).")
     max_eval_images: int | None = Field(None, ge=1, description="Use only the first N val and test images (smoke tests).")
-    eval_batch: int = Field(500, ge=1, description="Images per forward pass when evaluating.")
+    eval_batch: int = Field(500, ge=1, le=65536, description="Images per forward pass when evaluating.")
     save_float16: bool = Field(True, description="Store the final classifier's weights as float16 (test scores use them as stored).")
-    seed: int = Field(0, description="Seed of every random draw (init, data order, augmentation, dropout).")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (None = torch's default).")
-    device: str = Field("cpu", description="torch device for training.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of every random draw (init, data order, augmentation, dropout).")
+    threads: int | None = Field(None, ge=1, le=4096, description="torch CPU threads (None = torch's default).")
+    device: str = Field("cpu", pattern=DEVICE_PATTERN, description="torch device for training.")
     # Latent-structuring losses (cfattack.classifiers.losses); each reads only its own fields.
     ce_weight: float = Field(1.0, ge=0, description="Weight of cross-entropy in latent_boost, lcc and semantic.")
     latent_boost_weight: float = Field(
@@ -157,16 +174,16 @@ class ClassifierTrainingConfig(FrozenConfig):
 __all__ += ["ClassifierTrainingConfig"]
 
 
-class EncoderTrainingConfig(FrozenConfig):
+class EncoderTrainingConfig(FiniteConfig):
     """Settings of `cfattack train encoder` (image -> ws for a fixed, trained generator)."""
 
     generator: str = Field(..., description="Generator file (cfattack checkpoint or official pickle).")
     data: str = Field("fashion-mnist", description="Real images: training (pixel loss) and evaluation.")
     latent: Literal["w", "w+"] = Field("w+", description="Predict one w (W) or one per layer (W+).")
-    channels: int = Field(32, ge=4, description="Encoder width at full resolution (doubles per halving).")
-    channel_max: int = Field(128, ge=4, description="Encoder maximum width.")
-    batch: int = Field(32, ge=2, description="Images per step (synthetic + real).")
-    lr: float = Field(1e-3, gt=0, description="Adam learning rate (cosine-decayed to 5% over the run).")
+    channels: int = Field(32, ge=4, le=4096, description="Encoder width at full resolution (doubles per halving).")
+    channel_max: int = Field(128, ge=4, le=4096, description="Encoder maximum width.")
+    batch: int = Field(32, ge=2, le=65536, description="Images per step (synthetic + real).")
+    lr: float = Field(1e-3, gt=0, le=10, description="Adam learning rate (cosine-decayed to 5% over the run).")
     real_fraction: float = Field(0.5, ge=0, le=1, description="Share of each batch taken from real training images.")
     latent_weight: float = Field(1.0, ge=0, description="Weight of the latent loss on synthetic pairs (ws known).")
     pixel_weight: float = Field(1.0, ge=0, description="Weight of the pixel MSE between G(E(x)) and x.")
@@ -176,15 +193,15 @@ class EncoderTrainingConfig(FrozenConfig):
     feature_weight: float = Field(0.1, ge=0, description="Weight of the classifier-embedding loss.")
     psi_min: float = Field(0.7, gt=0, le=1, description="Synthetic ws use truncation psi drawn from [psi_min, 1].")
     style_mixing_prob: float = Field(0.5, ge=0, le=1, description="Chance a synthetic ws mixes two latents (W+ coverage).")
-    total_kimg: float = Field(100.0, gt=0, description="Stop after this many thousand images.")
-    snapshot_kimg: float = Field(4.0, gt=0, description="Checkpoint and evaluate every this many kimg.")
-    eval_images: int = Field(200, ge=1, description="Real validation images for PSNR/SSIM at each snapshot.")
-    seed: int = Field(0, description="Seed of every random draw.")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (None = torch's default).")
-    device: str = Field("cpu", description="torch device.")
+    total_kimg: float = Field(100.0, gt=0, le=1e7, description="Stop after this many thousand images.")
+    snapshot_kimg: float = Field(4.0, gt=0, le=1e7, description="Checkpoint and evaluate every this many kimg.")
+    eval_images: int = Field(200, ge=1, le=1_000_000, description="Real validation images for PSNR/SSIM at each snapshot.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of every random draw.")
+    threads: int | None = Field(None, ge=1, le=4096, description="torch CPU threads (None = torch's default).")
+    device: str = Field("cpu", pattern=DEVICE_PATTERN, description="torch device.")
 
 
-class AttackConfig(FrozenConfig):
+class AttackConfig(FiniteConfig):
     """Settings of the counterfactual attack (`cfattack.attack.latent_attack.LatentAttack`).
 
     The defaults are Goldwasser & Hooker's: Adam, lr 0.01, at most 500 steps, stop at the
@@ -192,7 +209,9 @@ class AttackConfig(FrozenConfig):
     """
 
     steps: int = Field(500, ge=1, le=100_000, description="Most update steps per item (iterates 0..steps are scored).")
-    lr: float = Field(0.01, gt=0, allow_inf_nan=False, description="Step size of the update rule.")
+    lr: float = Field(
+        0.01, gt=0, le=10, description="Step size of the update rule (at most 10)."
+    )
     threshold: float = Field(
         0.5, gt=0, lt=1, description="An item stops at the first iterate whose target probability exceeds this."
     )
@@ -224,17 +243,36 @@ class AttackConfig(FrozenConfig):
     shift_lr: float | None = Field(
         None,
         gt=0,
-        allow_inf_nan=False,
+        le=10,
         description=(
-            "W+ only: also move each item as a whole, this many pixels per step (by the same update "
+            "W+ only: also move each item as a whole, this many pixels per step, at most 10 (by the same update "
             "rule, with its own state) along the two directions of ws entry 0 that translate the "
             "image (`cfattack.stylegan.translation`); None = off. A generator trained on centred objects "
             "translates little per unit of w, so without this the attack reshapes rather than moves."
         ),
     )
+    shared_change: bool = Field(
+        False,
+        description=(
+            "W+ only: every ws entry moves by the same w vector, so the change is a W-space move applied to "
+            "the W+ inversion (which keeps its fidelity); False = every entry moves on its own."
+        ),
+    )
+    robust_shift_px: int = Field(
+        0,
+        ge=0,
+        le=4,
+        description=(
+            "Score every iterate also on copies of its image shifted by 1..this many pixels left, right, up "
+            "and down; the objective is averaged over the views and an item stops only when every view "
+            "passes the threshold, so the change cannot rest on one pixel alignment (0 = off)."
+        ),
+    )
     num_frames: int = Field(8, ge=2, le=1000, description="Evenly spaced iterates kept along each path, start and end included.")
     record_images: bool = Field(True, description="Decode the frames into images (else only their latents are kept).")
-    seed: int | None = Field(0, description="Seeds torch's generator during the run (random noise in decode); None = leave it.")
+    seed: int | None = Field(
+        0, ge=0, le=SEED_MAX, description="Seeds torch's generator during the run (random noise in decode); None = leave it."
+    )
 
     @model_validator(mode="after")
     def _w_plus_only_options(self) -> "AttackConfig":
@@ -247,17 +285,21 @@ class AttackConfig(FrozenConfig):
                 raise ValueError(f"layers picks W+ entries; it needs space 'w+', not {self.space!r}")
         if self.shift_lr is not None and self.space != "w+":
             raise ValueError(f"shift_lr moves ws entry 0 on its own; it needs space 'w+', not {self.space!r}")
+        if self.shared_change and self.space != "w+":
+            raise ValueError(f"shared_change adds one change to every W+ entry; it needs space 'w+', not {self.space!r}")
+        if self.shared_change and (self.layers is not None or self.shift_lr is not None):
+            raise ValueError("shared_change moves every ws entry alike; it cannot be combined with layers or shift_lr")
         return self
 
 
 __all__ += ["AttackConfig"]
 
 
-class InversionConfig(FrozenConfig):
+class InversionConfig(FiniteConfig):
     """Settings of `Inverter`: encoder start, then optimisation of ws against the image."""
 
     steps: int = Field(100, ge=0, le=100_000, description="Refinement steps after the encoder (0 = encoder only).")
-    lr: float = Field(0.02, gt=0, allow_inf_nan=False, description="Adam learning rate on ws.")
+    lr: float = Field(0.02, gt=0, le=10, description="Adam learning rate on ws.")
     latent: Literal["w", "w+"] = Field("w+", description="Refine one w shared by all layers (W) or each entry (W+).")
     pixel_weight: float = Field(1.0, ge=0, description="Weight of the pixel mean squared error.")
     structure_weight: float = Field(0.1, ge=0, description="Weight of the structural term 1 - SSIM.")

@@ -9,8 +9,10 @@ from __future__ import annotations
 __all__ = [
     "CfattackError",
     "InvalidInputError",
+    "MissingDependencyError",
     "NetworkLoadError",
     "UnsafePickleError",
+    "UntrustedCodeError",
 ]
 
 
@@ -20,6 +22,13 @@ class CfattackError(Exception):
 
 class InvalidInputError(CfattackError, ValueError):
     """An argument or input value is not acceptable (wrong range, shape, name, ...)."""
+
+
+class MissingDependencyError(CfattackError, ImportError):
+    """An optional feature needs a package that is not installed; the message names the pip extra.
+
+    E.g. `Explanation.plot` needs matplotlib: ``pip install 'cfattack[plot]'``.
+    """
 
 
 class NetworkLoadError(CfattackError):
@@ -36,3 +45,11 @@ class UnsafePickleError(NetworkLoadError):
     def __init__(self, global_name: str, message: str | None = None) -> None:
         self.global_name = global_name
         super().__init__(message or f"refusing to load pickle: it references the disallowed global {global_name!r}")
+
+
+class UntrustedCodeError(CfattackError):
+    """A file that is code (a factory classifier, a TorchScript program) was not loaded: trust was not given.
+
+    Nothing from the file was imported or run. Pass ``trust_code=True`` (CLI: ``--trust-code``)
+    only for files whose author you trust.
+    """

@@ -17,7 +17,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Union
 
 import numpy as np
 import torch
@@ -25,14 +25,20 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cfattack.atomic import atomic_write
 from cfattack.errors import InvalidInputError
+from cfattack.regular_files import open_regular_file
 
-__all__ = ["DEFAULT_MAX_PIXELS", "image_from_pil", "load_image", "save_image", "save_image_grid"]
+__all__ = ["DEFAULT_MAX_PIXELS", "MAX_IMAGE_FILE_BYTES", "image_from_pil", "load_image", "save_image",
+           "save_image_grid"]
 
 PathLike = Union[str, os.PathLike]
 
 DEFAULT_MAX_PIXELS = 8192 * 8192
 """Largest image (width * height) `load_image` decodes; bigger ones are refused before decoding
 (a small compressed file can claim a huge size: a decompression bomb)."""
+
+MAX_IMAGE_FILE_BYTES = 1 << 30
+"""Largest image file `load_image` opens (1 GiB: an uncompressed 8192 x 8192 16-bit RGBA image
+is half of it); bigger files are refused before reading."""
 
 # What Pillow's decoders raise on damaged data, besides UnidentifiedImageError.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError)
@@ -159,28 +165,36 @@ def _parse_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
     return height, width
 
 
-def _open_checked(path: Path, max_pixels: int) -> Image.Image:
-    """Open ``path`` with Pillow, turning every way it can fail into an InvalidInputError."""
-    if not path.exists():
-        raise InvalidInputError(f"image file not found: {path}")
-    if path.is_dir():
-        raise InvalidInputError(f"expected an image file but got a directory: {path}")
+def _open_checked(path: Path, max_pixels: int) -> tuple[Image.Image, BinaryIO]:
+    """Open ``path`` with Pillow (header only), turning every way it can fail into an InvalidInputError.
+
+    Returns the image and its open file, which the caller closes after decoding. The file is
+    opened without blocking and must be a regular file: a FIFO, device or socket, a loop of
+    links or a file over `MAX_IMAGE_FILE_BYTES` is refused before a byte is read.
+    """
+    fh = open_regular_file(path, what="image file", max_bytes=MAX_IMAGE_FILE_BYTES)
     try:
-        nbytes = path.stat().st_size
-        if nbytes == 0:
-            raise InvalidInputError(f"image file is empty (0 bytes): {path}")
+        return _read_header(fh, path, max_pixels), fh
+    except BaseException:
+        fh.close()
+        raise
+
+
+def _read_header(fh: BinaryIO, path: Path, max_pixels: int) -> Image.Image:
+    """The Pillow image of an open file, its size checked against ``max_pixels`` (nothing decoded yet)."""
+    if os.fstat(fh.fileno()).st_size == 0:
+        raise InvalidInputError(f"image file is empty (0 bytes): {path}")
+    try:
         with warnings.catch_warnings():
             # We enforce our own pixel limit below; Pillow's warning would only repeat it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            pil = Image.open(path)  # reads the header only
+            pil = Image.open(fh)  # reads the header only
     except Image.DecompressionBombError as e:
         raise InvalidInputError(f"image is too large to decode safely ({e}): {path}") from None
     except UnidentifiedImageError:
         raise InvalidInputError(f"not a readable image (unknown or corrupt format): {path}") from None
     except PermissionError:
         raise InvalidInputError(f"cannot read image file (permission denied): {path}") from None
-    except InvalidInputError:
-        raise
     except _DECODE_ERRORS as e:
         raise InvalidInputError(f"cannot read image file {path}: {e}") from None
     width, height = pil.size
@@ -250,8 +264,10 @@ def load_image(
         float32 tensor [C, H, W] on the CPU, values ``uint8 / 127.5 - 1``.
 
     Raises:
-        InvalidInputError: the file is missing, unreadable, empty, not an image, corrupt or
-            truncated, too large, or an argument is invalid. The message names the file.
+        InvalidInputError: the file is missing, not a regular file (a folder, FIFO, device,
+            socket or a loop of links: never opened for reading, so never a hang), unreadable,
+            empty, not an image, corrupt or truncated, too large, or an argument is invalid.
+            The message names the file.
 
     Example::
 
@@ -261,9 +277,9 @@ def load_image(
         raise InvalidInputError(f"channels must be 1, 3 or None; got {channels!r}")
     target_size = _parse_size(size)
     path = Path(path)
-    pil = _open_checked(path, max_pixels)
+    pil, fh = _open_checked(path, max_pixels)
     try:
-        with pil:
+        with fh, pil:
             try:
                 pil.load()  # decode now, so corrupt or truncated data fails here, with the path
                 pil = ImageOps.exif_transpose(pil) or pil

@@ -36,6 +36,9 @@ def parse_int_ranges(text: str, *, noun: str, example: str, maximum: int, max_co
             raise InvalidInputError(
                 f"cannot read {part!r} as a {noun} or range; use non-negative integers like {example}"
             )
+        digits = max(len(match.group(1)), len(match.group(2) or ""))
+        if digits > len(str(maximum)):  # refused before int(): Python will not convert 4300+ digits
+            raise InvalidInputError(f"{noun} {part[:20]}... is too large; {nouns} go from 0 to {maximum}")
         start = int(match.group(1))
         stop = int(match.group(2)) if match.group(2) is not None else start
         if stop > maximum:

@@ -48,6 +48,7 @@ from cfattack.attack.result import (
     AttackResult,
     _cpu,
 )
+from cfattack.attack.robustness import shifted_views
 from cfattack.attack.update_rules import (
     _all_per_item,
     _gradient,
@@ -88,6 +89,7 @@ class LatentAttack:
         *,
         images: torch.Tensor | None = None,
         shift_directions: torch.Tensor | None = None,
+        on_step: Callable[[int, int, int], None] | None = None,
     ) -> AttackResult:
         """Attack N items at once; each stops at its first iterate past the threshold.
 
@@ -100,6 +102,8 @@ class LatentAttack:
             images: pixel space only: start images [N, C, H, W] in [-1, 1] instead of decode(ws0).
             shift_directions: with ``config.shift_lr``: [N, 2, w_dim], the changes of ws entry 0
                 that shift each item by one pixel right and down.
+            on_step: called after every step as ``on_step(step, finished_items, items)``, e.g.
+                to drive a progress bar.
 
         Returns:
             `AttackResult`. A zero or non-finite gradient or loss ends that item with its
@@ -117,13 +121,13 @@ class LatentAttack:
         with torch.random.fork_rng(devices=fork_devices, enabled=cfg.seed is not None), torch.enable_grad():
             if cfg.seed is not None:
                 torch.manual_seed(cfg.seed)
-            return self._ascend(ws0, start_images, target, began, shift_directions)
+            return self._ascend(ws0, start_images, target, began, shift_directions, on_step)
 
     # --- the loop ---------------------------------------------------------------------------
 
     def _ascend(
         self, ws0: torch.Tensor | None, start_images: torch.Tensor | None, target: torch.Tensor, began: float,
-        shift_directions: torch.Tensor | None,
+        shift_directions: torch.Tensor | None, on_step: Callable[[int, int, int], None] | None = None,
     ) -> AttackResult:
         cfg = self.config
         x0 = self._start(ws0, start_images)
@@ -143,12 +147,15 @@ class LatentAttack:
             rows = track.active.nonzero().squeeze(1)
             if rows.numel() == 0:
                 break
+            if on_step is not None and step:
+                on_step(step, int(track.active.numel() - rows.numel()), int(track.active.numel()))
             # 1. Keep the iterate for the frames (thinned, so memory stays bounded).
             recorder.record(step, var)
 
             # 2. Score the items still moving: variable -> images -> logits -> loss.
             x = var[rows].detach().requires_grad_(True)
-            imgs = self._images(x, ws0)
+            base = ws0[rows] if ws0 is not None else None  # the moving items' start latents
+            imgs = self._images(x, base)
             logits = self._logits(imgs, len(rows), num_classes)
             if step == 0:
                 num_classes = logits.shape[1]
@@ -160,13 +167,14 @@ class LatentAttack:
             if step == 0:
                 source_p, track.source_class = probs.max(dim=1)
                 track.source_probability = source_p.cpu().double()
-            loss = -objective_value(logits, tgt, cfg.objective)
+            objective, p_stop = self._robust_score(imgs, logits, tgt, p, num_classes)
+            loss = -objective
             if cfg.proximity_weight > 0:
-                loss = loss + cfg.proximity_weight * proximity_penalty(self._latent(x, ws0), anchor[rows])
+                loss = loss + cfg.proximity_weight * proximity_penalty(self._latent(x, base), anchor[rows])
 
             # 3. Stop items past the threshold, out of steps, or with a non-finite loss.
             ended = torch.zeros_like(tgt)
-            ended[p > cfg.threshold] = _REACHED
+            ended[p_stop > cfg.threshold] = _REACHED
             ended[(ended == _GOING) & ~torch.isfinite(loss)] = _NON_FINITE
             if step == cfg.steps:
                 ended[ended == _GOING] = _MAX_STEPS
@@ -210,7 +218,31 @@ class LatentAttack:
                 if cfg.space == "pixel":
                     var[moving] = var[moving].clamp(-1, 1)
 
+        if on_step is not None:
+            on_step(step, int(track.active.numel()), int(track.active.numel()))
         return self._result(ws0, x0, var, target, track, began, shifts)
+
+    def _robust_score(
+        self, imgs: torch.Tensor, logits: torch.Tensor, tgt: torch.Tensor, p: torch.Tensor, num_classes: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(objective [n], probability that must pass the threshold [n]) of the iterate.
+
+        Without ``robust_shift_px`` that is the objective and probability of the image itself;
+        with it, the objective is averaged over the image and its shifted views, and the
+        probability is the lowest over them (`cfattack.attack.robustness`).
+        """
+        cfg = self.config
+        objective = objective_value(logits, tgt, cfg.objective)
+        if not cfg.robust_shift_px:
+            return objective, p
+        views = shifted_views(imgs, cfg.robust_shift_px)
+        count = views.shape[0] // imgs.shape[0]
+        view_logits = self._logits(views, views.shape[0], num_classes)
+        view_tgt = tgt.repeat(count)
+        view_objective = objective_value(view_logits, view_tgt, cfg.objective).view(count, -1)
+        objective = (objective + view_objective.sum(dim=0)) / (count + 1)
+        view_p = class_probabilities(view_logits.detach()).gather(1, view_tgt[:, None]).view(count, -1)
+        return objective, torch.minimum(p, view_p.amin(dim=0))
 
     def _update(
         self, grad: torch.Tensor, rows: torch.Tensor, moments: tuple[torch.Tensor, torch.Tensor] | None, step: int,
@@ -233,6 +265,10 @@ class LatentAttack:
     def _shares_w(self, ws0: torch.Tensor | None) -> bool:
         return self.config.space == "w" and ws0 is not None and ws0.ndim == 3
 
+    def _shares_change(self, ws0: torch.Tensor | None) -> bool:
+        """W+ start, one w-vector change added to every entry (``config.shared_change``)."""
+        return self.config.space == "w+" and self.config.shared_change and ws0 is not None and ws0.ndim == 3
+
     def _movable_entries(self, var: torch.Tensor) -> torch.Tensor | None:
         """[1, num_ws, 1] bool: the ws entries ``config.layers`` lets move (None = all of them)."""
         if self.config.layers is None:
@@ -249,13 +285,19 @@ class LatentAttack:
                     start_images = self._decode(ws0)
             return start_images.detach().clamp(-1, 1)
         assert ws0 is not None
+        if self._shares_change(ws0):
+            return torch.zeros_like(ws0[:, 0])
         return ws0.mean(dim=1) if self._shares_w(ws0) else ws0.clone()
 
     def _latent(self, x: torch.Tensor, ws0: torch.Tensor | None) -> torch.Tensor:
-        """Variable -> full ws (space w: the one w repeated over all entries); pixels pass through."""
+        """Variable -> full ws (space w: the one w repeated over all entries; shared_change: ws0 plus
+        the one change on every entry); pixels pass through."""
         if self._shares_w(ws0):
             assert ws0 is not None
             return x.unsqueeze(1).expand(-1, ws0.shape[1], -1)
+        if self._shares_change(ws0):
+            assert ws0 is not None
+            return ws0 + x.unsqueeze(1)
         return x
 
     def _images(self, x: torch.Tensor, ws0: torch.Tensor | None) -> torch.Tensor:

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +37,9 @@ from cfattack.attribution.changes import DescriptorChange, _sorted
 from cfattack.attribution.mlp import _check_mlp, _mlp_forward
 from cfattack.attribution.sampling import generator_fingerprint
 from cfattack.config import FrozenConfig
+from cfattack.bounded_pickle import FormatError, plain_copy
 from cfattack.errors import InvalidInputError, NetworkLoadError
+from cfattack.torch_zip import read_torch_zip
 
 __all__ = [
     "DESCRIPTOR_MODEL_FORMAT",
@@ -309,8 +309,12 @@ def _plain(value: Any, where: str) -> Any:
     raise InvalidInputError(f"{where} holds a {type(value).__name__}; only JSON-like values can be stored")
 
 
-def load_descriptor_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LatentDescriptorModel:
+def load_descriptor_model(path: str | os.PathLike, device: str | torch.device = "cpu", *,
+                          max_bytes: int | None = None) -> LatentDescriptorModel:
     """Read a model written by `LatentDescriptorModel.save` (no code from the file runs).
+
+    ``max_bytes`` limits the bytes of its tensors (default `cfattack.bounded_pickle.MAX_NETWORK_BYTES`
+    or ``$CFATTACK_MAX_NETWORK_BYTES``).
 
     Raises:
         NetworkLoadError: the file is missing, truncated or corrupt, not in the
@@ -319,12 +323,8 @@ def load_descriptor_model(path: str | os.PathLike, device: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise NetworkLoadError(f"{path}: no such descriptor model file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, KeyError, TypeError, AttributeError,
-            IndexError, zipfile.BadZipFile, OSError) as exc:
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise NetworkLoadError(f"{path}: not a readable descriptor model ({first_line})") from None
+    # Read on a budget (no code runs; sizes are checked before allocating), not with torch.load.
+    payload = read_torch_zip(path, str(path), what="descriptor model", max_bytes=max_bytes)
     if not isinstance(payload, dict) or payload.get("format") != DESCRIPTOR_MODEL_FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise NetworkLoadError(f"{path}: not a cfattack descriptor model (format {found!r}, "
@@ -335,6 +335,10 @@ def load_descriptor_model(path: str | os.PathLike, device: str | torch.device = 
     if not isinstance(payload["fits"], list) or not isinstance(payload["dropped"], dict) \
             or not isinstance(payload["metadata"], dict):
         raise NetworkLoadError(f"{path}: descriptor model has malformed fits, dropped or metadata")
+    try:  # copies with a value budget: shared references in the file cannot expand here
+        payload = {**payload, **{key: plain_copy(payload[key], key) for key in ("fits", "dropped", "metadata")}}
+    except FormatError as exc:
+        raise NetworkLoadError(f"{path}: refusing the descriptor model: {exc}") from None
     try:
         fits = [PredictorFit.model_validate(f) for f in payload["fits"]]
     except ValidationError as exc:

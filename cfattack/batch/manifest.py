@@ -15,7 +15,14 @@ but the input.
 
 Each item has a key, ``sha256(image bytes, target, config hash)`` cut to 16 hex digits: a
 resumed job recognises finished items by it (a renamed file is still done, an edited one is
-new), and an item listed twice is explained once::
+new), and an item listed twice is explained once. The config hash covers the settings and the
+content of the bundle's networks (`cfattack.batch.file_hashes`).
+
+Nothing about one listed file can stop or hang the job: files are hashed through
+`cfattack.regular_files` (opened without blocking, regular files only, at most
+`cfattack.images.MAX_IMAGE_FILE_BYTES`), and an item whose path is not valid UTF-8, whose name is
+over `MAX_NAME_BYTES`, or that is a FIFO, device, socket, folder or loop of links carries a
+``refusal`` and fails on its own, under the printable form of its name::
 
     items = collect_items("images/", spec, config_hash=h, target="pullover")
     items.items[0].key, items.items[0].folder     # '3fa9c0...', 'coat-1-to-pullover-3fa9c0de'
@@ -32,13 +39,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from cfattack.batch.file_hashes import FileHashCache, bundle_file_hashes
 from cfattack.bundle.spec import BundleSpec
 from cfattack.classes import resolve_class
 from cfattack.errors import CfattackError, InvalidInputError
+from cfattack.images import MAX_IMAGE_FILE_BYTES
+from cfattack.regular_files import printable_path, read_regular_file, sha256_regular_file
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "MANIFEST_SUFFIXES",
+    "MAX_NAME_BYTES",
     "BatchItem",
     "ItemList",
     "ManifestRow",
@@ -55,6 +66,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 MANIFEST_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 KEY_DIGITS = 16  # 64 bits: collisions are negligible for any job that fits on a disk
+
+MAX_NAME_BYTES = 200
+"""Longest file name (its last part, in UTF-8 bytes) an item may have: its report folder
+``<stem>-to-<target>-<key8>`` is named after it and must stay under the usual 255-byte limit."""
+MAX_MANIFEST_BYTES = 1 << 28  # 256 MiB: millions of rows; read whole, so bounded
+_MAX_TARGET_CHARS = 40  # of the target in a folder name: 200 + 4 + 40 + 9 <= 255
 
 
 @dataclass(frozen=True)
@@ -81,6 +98,8 @@ class BatchItem:
         target_error: why the target cannot be used (unknown class, none given), else None.
         image_sha256: hash of the file's bytes, None when the file cannot be read.
         key: the item's identity across runs (see the module docstring).
+        refusal: why the file is refused without being read (missing, not a regular file, a
+            path that is not UTF-8, a name over `MAX_NAME_BYTES`), else None.
     """
 
     position: int
@@ -91,11 +110,13 @@ class BatchItem:
     target_error: str | None
     image_sha256: str | None
     key: str
+    refusal: str | None = None
 
     @property
     def folder(self) -> str:
-        """Name of the item's report folder: ``<image stem>-to-<target>-<key[:8]>``."""
-        return f"{_safe(Path(self.image).stem)}-to-{_safe(self.target or 'none')}-{self.key[:8]}"
+        """Name of the item's report folder: ``<image stem>-to-<target>-<key[:8]>`` (at most 253 bytes)."""
+        stem = _safe(Path(self.image).stem)[:MAX_NAME_BYTES]
+        return f"{stem}-to-{_safe(self.target or 'none')[:_MAX_TARGET_CHARS]}-{self.key[:8]}"
 
 
 @dataclass
@@ -111,41 +132,44 @@ def _safe(text: str) -> str:
 
 
 def file_sha256(path: str | os.PathLike) -> str | None:
-    """SHA-256 of a file's bytes, or None when it cannot be read (missing, a folder, no permission)."""
-    digest = hashlib.sha256()
+    """SHA-256 of an image file's bytes, or None when it is refused or cannot be read.
+
+    Only a regular file of at most `MAX_IMAGE_FILE_BYTES` is read, opened without blocking
+    (`cfattack.regular_files.sha256_regular_file`): a FIFO or ``/dev/zero`` never hangs it.
+    """
     try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError:
+        return sha256_regular_file(path, what="image file", max_bytes=MAX_IMAGE_FILE_BYTES)
+    except InvalidInputError:
         return None
-    return digest.hexdigest()
 
 
-def config_hash(config_json: str, spec: BundleSpec, spec_path: Path | None, classifier: str) -> str:
+def config_hash(
+    config_json: str,
+    spec: BundleSpec,
+    spec_path: Path | None,
+    classifier: str,
+    file_hashes: dict[str, str | None] | None = None,
+) -> str:
     """Hash of everything that changes an explanation's numbers: settings, bundle, classifier.
 
-    The bundle enters through its ``bundle.json`` text and the sizes of the files it names
-    (cheap, and unchanged by copying the bundle elsewhere). Not included: the device and the
+    The bundle enters through its ``bundle.json`` text and the content hashes of its files
+    (`cfattack.batch.file_hashes.bundle_file_hashes`: unchanged by copying the bundle
+    elsewhere, changed by new weights of the same size). Not included: the device and the
     cfattack version, which can change the last bits of results; see docs/batch.md.
 
     Args:
         config_json: ``ExplainConfig.model_dump_json()``.
         spec: the bundle's spec; ``spec_path`` its ``bundle.json`` (None: a bundle built in memory).
         classifier: the canonical name of the explained classifier.
+        file_hashes: the bundle's file hashes when already computed (None: hash them now, uncached).
     """
-    sizes = {}
-    if spec_path is not None:
-        for role, relative in sorted(spec.files().items()):
-            try:
-                sizes[role] = (spec_path.parent / relative).stat().st_size
-            except OSError:
-                sizes[role] = None
+    if file_hashes is None:
+        file_hashes = bundle_file_hashes(spec, spec_path, classifier, FileHashCache())
     payload = {
         "explain_config": json.loads(config_json),
         "bundle": spec.name,
         "bundle_spec": json.loads(spec.to_json()),
-        "bundle_file_sizes": sizes,
+        "bundle_file_sha256": file_hashes,
         "classifier": classifier,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:KEY_DIGITS]
@@ -161,11 +185,11 @@ def list_images(folder: str | os.PathLike, exclude: Sequence[str | os.PathLike] 
     ``exclude``: folders to leave out, e.g. the job's own output folder inside the input.
     """
     folder = Path(folder)
-    skip = [Path(p).resolve() for p in exclude]
+    skip = [_resolved(Path(p)) for p in exclude]
     found = []
     for root, dirs, files in os.walk(folder):
         root_path = Path(root)
-        dirs[:] = [d for d in dirs if not d.startswith(".") and (root_path / d).resolve() not in skip]
+        dirs[:] = [d for d in dirs if not d.startswith(".") and _resolved(root_path / d) not in skip]
         for name in files:
             if not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES):
                 found.append(root_path / name)
@@ -179,8 +203,8 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
     an empty target means "not given". Relative image paths are relative to the manifest's folder.
 
     Raises:
-        InvalidInputError: the file cannot be read, has no ``image`` column, or a row is malformed
-            (the message names the line).
+        InvalidInputError: the file cannot be read (missing, not a regular file, over 256 MiB,
+            not UTF-8), has no ``image`` column, or a row is malformed (the message names the line).
     """
     path = Path(path)
     kind = MANIFEST_SUFFIXES.get(path.suffix.lower())
@@ -189,11 +213,10 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
             f"{path}: a manifest must be a .csv or .jsonl file (got {path.suffix or 'no suffix'})"
         )
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InvalidInputError(f"manifest not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"cannot read manifest {path}: {exc}") from None
+        text = read_regular_file(path, what="manifest", max_bytes=MAX_MANIFEST_BYTES).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"cannot read manifest {printable_path(path)}: not UTF-8 text ({exc.reason} "
+                                f"at byte {exc.start})") from None
     raw_rows = _csv_rows(text, path) if kind == "csv" else _jsonl_rows(text, path)
     rows = []
     for line, image, target in raw_rows:
@@ -271,7 +294,9 @@ def collect_items(
         limit: keep only the first ``limit`` distinct items.
         exclude: folders of a folder ``source`` to skip (the job's output folder).
 
-    A bad target is not an error here: the item carries ``target_error`` and fails on its own.
+    A bad target is not an error here: the item carries ``target_error`` and fails on its own;
+    nor is a bad file: it carries a ``refusal`` (see `BatchItem`), and a file that cannot be
+    hashed is keyed by its path.
 
     Raises:
         InvalidInputError: ``source`` is neither a folder nor a manifest, a manifest is malformed,
@@ -299,16 +324,23 @@ def collect_items(
             targets = lookup.get(_resolved(path), [None])
         else:
             targets = [default_target]
-        digest = file_sha256(path)
+        shown = printable_path(image)
+        refusal = _name_problem(path, shown)
+        digest = None
+        if refusal is None:
+            try:
+                digest = sha256_regular_file(path, what="image file", max_bytes=MAX_IMAGE_FILE_BYTES)
+            except InvalidInputError as exc:
+                refusal = str(exc)
         for wanted in targets:
             name, index, error = _resolve_target(wanted, spec, lookup is not None)
-            content = digest if digest is not None else f"unreadable:{_resolved(path)}"
+            content = digest if digest is not None else f"unreadable:{printable_path(_resolved(path))}"
             key = hashlib.sha256(f"{content}|{name}|{config_hash}".encode("utf-8")).hexdigest()[:KEY_DIGITS]
             if key in seen:
                 result.duplicates += 1
                 continue
             seen.add(key)
-            result.items.append(BatchItem(len(result.items), image, path, name, index, error, digest, key))
+            result.items.append(BatchItem(len(result.items), shown, path, name, index, error, digest, key, refusal))
             if limit is not None and len(result.items) >= limit:
                 return result
     return result
@@ -331,10 +363,25 @@ def _listed(source: Path, exclude: Sequence[str | os.PathLike]) -> Iterator[tupl
 
 
 def _resolved(path: Path) -> Path:
+    """The absolute path with links resolved as far as they go (a loop of links stays as it is)."""
     try:
         return path.resolve()
-    except OSError:  # pragma: no cover - a loop of symbolic links
+    except (OSError, RuntimeError):  # RuntimeError: a loop of symbolic links (Python < 3.13)
         return path.absolute()
+
+
+def _name_problem(path: Path, shown: str) -> str | None:
+    """Why a path is refused for its name alone, else None (see `MAX_NAME_BYTES`)."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return (f"{shown}: the path is not valid UTF-8, so the records and reports cannot name the file "
+                "as it is; rename it")
+    size = len(path.name.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        return (f"{shown}: the file name is {size} bytes long, over the limit of {MAX_NAME_BYTES} (the "
+                "item's report folder is named after it); rename it")
+    return None
 
 
 def _resolve_target(
@@ -344,6 +391,7 @@ def _resolve_target(
     if wanted is None:
         where = "in --targets-from" if from_manifest else "(give --target, or a target column in the manifest)"
         return None, None, f"no target for this image {where}"
+    wanted = printable_path(wanted)  # text from a JSON manifest may hold lone surrogates
     try:
         index = resolve_class(wanted, spec.class_names, spec.class_aliases)
     except CfattackError as exc:

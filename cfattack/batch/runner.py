@@ -2,23 +2,26 @@
 
 `BatchJob.run` does, in order:
 
-1. (rank 0) list the items (`cfattack.batch.manifest`), refuse a folder that holds another
-   config's results unless ``restart``, remove temporaries left by a kill, write ``job.json``;
-   every rank receives the same item list.
+1. (rank 0) hash the bundle's networks (`cfattack.batch.file_hashes`, cached in the folder) into
+   the config hash, list the items (`cfattack.batch.manifest`), refuse a folder that holds
+   another config's results unless ``restart``, remove temporaries left by a kill, write
+   ``job.json``; every rank receives the same item list.
 2. Cut the FULL item list into batches by position, batch k = items[k*B:(k+1)*B], and give
    batch k to rank k % world_size. Both are fixed before anything is skipped, so a batch always
    has the same composition however often the job was interrupted and on however many ranks it
    runs; batched convolutions round differently for different batch compositions, and this is
    what makes a resumed or sharded job give exactly the numbers of one uninterrupted process.
 3. For each of this rank's batches with an unfinished item: load every item, drop those that
-   fail to load or have no usable target (failures "load" / "target"), drop those whose target
+   were refused when listed (a FIFO, a device, a name that is not UTF-8 ...) or fail to load
+   or have no usable target (failures "load" / "target"), drop those whose target
    the classifier already predicts (failure "target"), explain the rest in ONE
    `Explainer.explain_many` call (an error there fails the batch's items, stage "explain", and
    the job goes on), write the report folders of the unfinished items, then append their
    records to the journals. A partly finished batch is recomputed whole and only its missing
    items are written.
 4. Wait for all ranks; rank 0 merges the journals into ``results.jsonl`` / ``failures.jsonl``
-   (item order) and writes ``global.json`` / ``global.html``.
+   (item order), writes them as CSV too (``results.csv``, ``attributions.csv``, ``failures.csv``)
+   and writes ``global.json`` / ``global.html``.
 
 Example::
 
@@ -40,14 +43,17 @@ import torch
 
 from cfattack.attack.objectives import class_probabilities
 from cfattack.batch.distributed import Distributed
+from cfattack.batch.file_hashes import CACHE_NAME, FileHashCache, bundle_file_hashes
 from cfattack.batch.global_explanation import aggregate
 from cfattack.batch.manifest import IMAGE_SUFFIXES, BatchItem, ItemList, collect_items, config_hash
 from cfattack.batch.report import write_global
+from cfattack.batch.table import write_tables
 from cfattack.batch.store import FailureRecord, FailureStage, JobSpec, JobStore, ResultRecord
 from cfattack.bundle import Bundle, BundleSpec, bundle_spec_path, read_bundle_spec
 from cfattack.classes import resolve_choice
 from cfattack.errors import InvalidInputError
 from cfattack.explain.explanation import ExplainConfig
+from cfattack.regular_files import printable_path
 
 __all__ = ["BatchJob", "BatchSummary", "run_batch", "batches_of"]
 
@@ -90,7 +96,8 @@ class BatchSummary:
             f"{self.skipped} skipped (finished before) in {self.seconds:.1f} s{ranks} ({rate:.2f} items/s)",
             f"job: {self.items} items" + (f" ({self.duplicates} duplicates ignored)" if self.duplicates else "")
             + f"; {self.results_total} results in {self.out / 'results.jsonl'}, "
-            f"{self.failures_total} failures in {self.out / 'failures.jsonl'}",
+            f"{self.failures_total} failures in {self.out / 'failures.jsonl'} (+ results.csv, attributions.csv, "
+            "failures.csv)",
             f"global explanation: {self.out / 'global.html'} (+ global.json)",
         ]
         return self.notes + lines
@@ -124,6 +131,7 @@ class BatchJob:
         progress: show a tqdm bar (rank 0) on stderr.
         resamples, seed: the bootstrap of the global explanation.
         log: where rank 0 sends notes (e.g. a changed batch size); None: collected in the summary.
+        trust_code: allow the bundle's code classifiers (factory, TorchScript) when it is loaded.
     """
 
     def __init__(
@@ -145,6 +153,7 @@ class BatchJob:
         resamples: int = 1000,
         seed: int = 0,
         log: Callable[[str], None] | None = None,
+        trust_code: bool = False,
     ) -> None:
         if batch_size < 1:
             raise InvalidInputError(f"batch size must be >= 1, got {batch_size}")
@@ -166,6 +175,7 @@ class BatchJob:
         self.resamples = resamples
         self.seed = seed
         self.log = log
+        self.trust_code = trust_code
         self._explainer: Any = None
         self._lock_fd: int | None = None
 
@@ -183,7 +193,7 @@ class BatchJob:
         if self._explainer is None:
             from cfattack.explain.explainer import Explainer
 
-            self._explainer = Explainer(self.bundle, self.config, device=device)
+            self._explainer = Explainer(self.bundle, self.config, device=device, trust_code=self.trust_code)
         return self._explainer
 
     def _lock(self) -> None:
@@ -237,14 +247,16 @@ class BatchJob:
         spec, spec_path = self._spec()
         classifier = (resolve_choice(self.classifier_option, list(spec.classifiers), what="classifier")
                       if self.classifier_option is not None else spec.default_classifier)
-        chash = config_hash(self.config.model_dump_json(), spec, spec_path, classifier)
-        job = JobSpec(config_hash=chash, bundle=spec.name, classifier=classifier, batch_size=self.batch_size,
-                      config=self.config)
         store = JobStore(self.out, dist.rank, dist.world_size)
         notes: list[str] = []
 
-        # 1. Rank 0 lists the items and prepares the folder; every rank gets the list.
-        def prepare() -> ItemList:
+        # 1. Rank 0 hashes the networks, lists the items and prepares the folder; every rank gets the list.
+        def prepare() -> tuple[ItemList, str]:
+            hashes = FileHashCache(self.out / CACHE_NAME)
+            files = bundle_file_hashes(spec, spec_path, classifier, hashes)
+            chash = config_hash(self.config.model_dump_json(), spec, spec_path, classifier, files)
+            job = JobSpec(config_hash=chash, bundle=spec.name, classifier=classifier, batch_size=self.batch_size,
+                          config=self.config, bundle_files=files)
             items = collect_items(self.source, spec, config_hash=chash, target=self.target,
                                   targets_from=self.targets_from, limit=self.limit, exclude=[self.out])
             self.out.mkdir(parents=True, exist_ok=True)
@@ -260,12 +272,13 @@ class BatchJob:
             if removed:
                 self._note(f"note: removed {removed} temporary files left by an interrupted run", notes)
             store.write_job(job)
+            hashes.save()
             if not items.items:
                 self._note(f"note: {self.source} lists no images (a folder's images end in "
                            f"{', '.join(IMAGE_SUFFIXES)})", notes)
-            return items
+            return items, chash
 
-        items = dist.from_rank0(prepare)
+        items, chash = dist.from_rank0(prepare)
 
         # 2. What is finished, and this rank's batches (fixed before skipping anything).
         finished = set(store.read_results())
@@ -302,6 +315,7 @@ class BatchJob:
             g = aggregate(results, bundle=spec.name, classifier=classifier, config_hash=chash,
                           class_names=spec.class_names, resamples=self.resamples, seed=self.seed)
             write_global(self.out, g, results, failures)
+            write_tables(self.out, results, failures)
             return len(results), len(failures)
 
         results_total, failures_total = dist.from_rank0(finish)
@@ -322,12 +336,16 @@ class BatchJob:
 
         def fail(item: BatchItem, stage: FailureStage, error: str, message: str) -> None:
             if item.key in pending:
-                failures.append(FailureRecord(key=item.key, image=item.image, target=item.target, stage=stage,
-                                              error=error, message=_one_line(message)))
+                target = None if item.target is None else printable_path(item.target)
+                failures.append(FailureRecord(key=item.key, image=printable_path(item.image), target=target,
+                                              stage=stage, error=error, message=_one_line(printable_path(message))))
 
-        # 1. Load; bad files and unusable targets never enter the batch.
+        # 1. Load; refused and bad files and unusable targets never enter the batch.
         candidates: list[tuple[BatchItem, torch.Tensor]] = []
         for item in batch:
+            if item.refusal is not None:  # never opened again: it may be a FIFO or a device
+                fail(item, "load", "InvalidInputError", item.refusal)
+                continue
             try:
                 tensor, _ = explainer.load(item.path)
             except Exception as exc:  # any unreadable file is this item's failure, not the job's

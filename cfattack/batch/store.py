@@ -8,6 +8,7 @@ Layout of the output folder ``DIR``::
     DIR/results.rank<R>.jsonl    under torchrun: rank R's journals, merged into the two above
     DIR/failures.rank<R>.jsonl     by rank 0 at the end of the job, then removed
     DIR/<item folder>/           explanation.json, counterfactual.png, strip.png, explanation.html
+    DIR/.file-hashes.json        cached hashes of the bundle's files (`cfattack.batch.file_hashes`)
 
 How the journals stay whole across a kill: a batch's lines are appended in one ``write`` of
 complete lines to a file opened with ``O_APPEND`` and then fsync'ed, after every file of the
@@ -137,11 +138,19 @@ class JobSpec(FrozenConfig):
     """``job.json``: what a job folder's results were computed with."""
 
     format_version: Literal["cfattack.batch-job/1"] = JOB_FORMAT
-    config_hash: str = Field(description="Hash of the explain settings, bundle and classifier (see config_hash).")
+    config_hash: str = Field(
+        description="Hash of the explain settings, bundle (its bundle.json and network contents) and classifier "
+                    "(see config_hash)."
+    )
     bundle: str = Field(description="Name of the bundle.")
     classifier: str = Field(description="Name of the explained classifier.")
     batch_size: int = Field(ge=1, description="Items per device batch (fixes the batches' composition).")
     config: ExplainConfig = Field(description="The explain settings.")
+    bundle_files: dict[str, str | None] | None = Field(
+        None,
+        description="SHA-256 of bundle.json and of each network file the job uses, by role (None: unreadable); "
+                    "absent in job.json files written before content hashes entered the config hash.",
+    )
 
 
 def record_line(record: BaseModel) -> str:
@@ -336,12 +345,12 @@ class JobStore:
         return removed
 
     def clear(self) -> None:
-        """Forget the folder's job (``--restart``): job.json, journals, global report and item folders."""
+        """Forget the folder's job (``--restart``): job.json, journals and their CSVs, global report, item folders."""
         folders = {r.folder for r in self.read_results().values()}
         for kind in ("results", "failures"):
             for path in self._journal_files(kind):
                 path.unlink(missing_ok=True)
-        for name in ("job.json", "global.json", "global.html"):
+        for name in ("job.json", "global.json", "global.html", "results.csv", "attributions.csv", "failures.csv"):
             (self.root / name).unlink(missing_ok=True)
         for folder in folders:
             path = self.root / folder
@@ -356,6 +365,11 @@ def _differences(old: JobSpec, new: JobSpec, limit: int = 4) -> str:
     after = _flatten({"bundle": new.bundle, "classifier": new.classifier, **new.config.model_dump(mode="json")})
     changed = [f"{k} {before.get(k)!r} -> {after.get(k)!r}" for k in sorted(set(before) | set(after))
                if before.get(k) != after.get(k)]
+    if old.bundle_files is None and new.bundle_files is not None:
+        changed.append("its job.json predates content hashes of the bundle's files")
+    elif old.bundle_files is not None and new.bundle_files is not None:
+        changed += [f"bundle file {role} changed" for role in sorted(set(old.bundle_files) | set(new.bundle_files))
+                    if old.bundle_files.get(role) != new.bundle_files.get(role)]
     if not changed:
         return "the bundle's files differ"
     more = f" and {len(changed) - limit} more" if len(changed) > limit else ""

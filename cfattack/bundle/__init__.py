@@ -1,8 +1,9 @@
 """Model bundles: a folder with ``bundle.json`` naming a generator, an encoder, classifiers and
-descriptor predictors; `load_bundle("default")` is the one shipped inside the package."""
+descriptor predictors; `load_bundle("default")` is the one shipped inside the package.
+Classifiers that are code (factory, TorchScript) load only with ``trust_code=True``."""
 
 from cfattack.bundle.classifier import BundleClassifier, resolve_factory
-from cfattack.bundle.loader import DEFAULT_BUNDLE_DIR, Bundle, bundle_spec_path, load_bundle
+from cfattack.bundle.loader import DEFAULT_BUNDLE_DIR, Bundle, bundle_file, bundle_spec_path, load_bundle
 from cfattack.bundle.spec import (
     BUNDLE_FORMAT,
     SPEC_FILENAME,
@@ -16,11 +17,14 @@ from cfattack.bundle.spec import (
     read_bundle_spec,
     write_bundle_spec,
 )
+from cfattack.bundle.trust import CODE_KINDS, TRUSTED_CODE_TIME_LIMIT_S
 
 __all__ = [
     "BUNDLE_FORMAT",
     "SPEC_FILENAME",
     "DEFAULT_BUNDLE_DIR",
+    "CODE_KINDS",
+    "TRUSTED_CODE_TIME_LIMIT_S",
     "BundleError",
     "ImageSpec",
     "GeneratorSpec",
@@ -30,6 +34,7 @@ __all__ = [
     "BundleSpec",
     "BundleClassifier",
     "Bundle",
+    "bundle_file",
     "bundle_spec_path",
     "read_bundle_spec",
     "write_bundle_spec",

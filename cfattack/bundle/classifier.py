@@ -2,16 +2,18 @@
 
 `BundleClassifier` wraps a loaded network: it applies the classifier's `InputNormalization`
 to our [-1, 1] images and checks input and output shapes on every call. `_load_classifier`
-builds one from a `ClassifierSpec` of kind ``cfattack`` (a cfattack.classifier/1 checkpoint),
-``torchscript``, or ``factory`` (`resolve_factory` imports ``package.module:callable``, the
-state dict is loaded strictly), then probes it with a dummy batch so a wrong class count fails
-at load time, not mid-attack.
+builds one from a `ClassifierSpec` of kind ``cfattack`` (a cfattack.classifier/1 checkpoint,
+weights only: its shapes are checked from the recorded architecture, nothing is run), or of the
+code kinds ``torchscript`` and ``factory`` (`resolve_factory` imports ``package.module:callable``,
+the state dict is loaded strictly). Code loads only when trusted (`cfattack.bundle.trust`), and
+is then built and probed with a dummy batch under a time limit, so a wrong class count fails at
+load time, not mid-attack. Weights-only networks are never run at load time; their first call
+turns any failure into one `BundleError` line.
 """
 
 from __future__ import annotations
 
 import importlib
-import pickle
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping
@@ -22,10 +24,12 @@ import torch
 
 from cfattack.bundle.messages import _one_line, _torch_reason
 from cfattack.bundle.spec import _FACTORY, BundleError, BundleSpec, ClassifierSpec, InputNormalization
+from cfattack.bundle.trust import CODE_KINDS, TRUSTED_CODE_TIME_LIMIT_S, describe_code, run_with_time_limit
 from cfattack.classes import resolve_class
-from cfattack.errors import InvalidInputError, NetworkLoadError
+from cfattack.errors import InvalidInputError, NetworkLoadError, UnsafePickleError, UntrustedCodeError
+from cfattack.torch_zip import read_torch_zip
 
-__all__ = ["BundleClassifier", "resolve_factory"]
+__all__ = ["BundleClassifier", "is_torchscript_archive", "resolve_factory"]
 
 _PROBE_BATCH = 2  # batch size of the dummy forward pass that checks a classifier's output
 
@@ -45,7 +49,10 @@ class BundleClassifier(torch.nn.Module):
 
     Wraps the loaded network ``net``: applies the spec's input normalisation (one per-channel
     affine map, folded from the range mapping and mean/std) and checks the input and output
-    shapes on every call. Parameters are frozen; gradients still flow to the images.
+    shapes on every call. Until one call has succeeded, an exception from ``net`` becomes a
+    one-line `BundleError` naming the classifier (weights-only networks are not test-run when
+    the bundle loads, so their first call is their check). Parameters are frozen; gradients
+    still flow to the images.
 
     Attributes:
         name: the classifier's name in the bundle.
@@ -73,6 +80,7 @@ class BundleClassifier(torch.nn.Module):
         self.img_channels = img_channels
         self.img_resolution = img_resolution
         self.normalization = normalization
+        self.verified = False  # set by the first call that returns well-shaped logits
         if normalization is None:
             self.register_buffer("scale", None)
             self.register_buffer("shift", None)
@@ -116,11 +124,26 @@ class BundleClassifier(torch.nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images [N, C, R, R] in [-1, 1] -> logits [N, K]."""
         self._check_input(images)
-        logits = self.net(self.normalize(images))
+        if self.verified:
+            logits = self.net(self.normalize(images))
+        else:
+            logits = self._first_call(images)
         problem = self._output_problem(logits, images.shape[0])
         if problem is not None:
             raise BundleError(f"classifier {self.name!r} {problem}")
+        self.verified = True
         return logits
+
+    def _first_call(self, images: torch.Tensor) -> Any:
+        try:
+            return self.net(self.normalize(images))
+        except torch.OutOfMemoryError:
+            raise  # a resource problem of this call, not a broken network
+        except Exception as exc:  # a network that cannot run on the bundle's images: say so in one line
+            raise BundleError(
+                f"classifier {self.name!r} fails on images of shape {list(images.shape)} "
+                f"({type(exc).__name__}: {_one_line(exc)})"
+            ) from exc
 
     @property
     def has_embedding(self) -> bool:
@@ -168,7 +191,7 @@ def resolve_factory(reference: str) -> Callable[..., Any]:
     return obj
 
 
-def _is_torchscript_archive(path: Path) -> bool:
+def is_torchscript_archive(path: Path) -> bool:
     """TorchScript zips hold ``<name>/constants.pkl``; ``torch.load`` would silently run jit.load on them."""
     if not zipfile.is_zipfile(path):
         return False
@@ -180,15 +203,16 @@ def _is_torchscript_archive(path: Path) -> bool:
 
 
 def _read_state_dict(path: Path, where: str) -> dict[str, torch.Tensor]:
-    if _is_torchscript_archive(path):
+    if is_torchscript_archive(path):
         raise NetworkLoadError(
             f"{where}: {path.name} is a TorchScript file, not a state dict; set kind to 'torchscript'"
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, KeyError, TypeError,
-            AttributeError, IndexError, OSError, zipfile.BadZipFile) as exc:
-        raise NetworkLoadError(f"{where}: {path.name} is not a readable state dict ({_torch_reason(exc)})") from None
+    try:  # bounded and code-free, like our own checkpoints (the factory itself is the trusted code)
+        state = read_torch_zip(path, path.name, what="state dict")
+    except UnsafePickleError as exc:
+        raise UnsafePickleError(exc.global_name, f"{where}: {exc}") from None
+    except NetworkLoadError as exc:
+        raise NetworkLoadError(f"{where}: {exc}") from None
     # Training scripts often save {"state_dict": ..., "epoch": ...}; accept that wrapper too.
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
@@ -267,31 +291,81 @@ def _check_classifier_classes(metadata: Any, spec: BundleSpec, where: str) -> No
         )
 
 
+def _check_cfattack_shapes(net: Any, spec: BundleSpec, where: str) -> None:
+    """A cfattack classifier's shapes from its recorded architecture: checked without running it."""
+    kwargs = getattr(net, "factory_kwargs", None) or {}
+    num_classes = getattr(net, "num_classes", None)
+    if num_classes is not None and num_classes != spec.num_classes:
+        raise BundleError(f"{where}: the checkpoint has {num_classes} outputs per image for {spec.num_classes} classes")
+    channels, resolution = spec.image.channels, spec.image.resolution
+    if kwargs.get("in_channels", channels) != channels:
+        raise BundleError(f"{where}: the checkpoint reads {kwargs['in_channels']}-channel images but the bundle's "
+                          f"have {channels}")
+    if kwargs.get("backbone", "cnn") == "mlp" and kwargs.get("image_size", resolution) != resolution:
+        raise BundleError(f"{where}: the checkpoint reads {kwargs['image_size']}x{kwargs['image_size']} images but "
+                          f"the bundle's are {resolution}x{resolution}")
+    if kwargs.get("backbone", "cnn") == "cnn" and resolution < 8:  # three 2x poolings need at least 8 pixels
+        raise BundleError(f"{where}: the checkpoint's CNN needs images of at least 8x8, the bundle's are "
+                          f"{resolution}x{resolution}")
+
+
 def _load_classifier(
-    name: str, spec: BundleSpec, root: Path, device: torch.device
+    name: str,
+    spec: BundleSpec,
+    root: Path,
+    device: torch.device,
+    *,
+    trust_code: bool = False,
+    time_limit: float = TRUSTED_CODE_TIME_LIMIT_S,
 ) -> BundleClassifier:
+    """Load one classifier of the bundle; code kinds only with ``trust_code``, within ``time_limit`` seconds.
+
+    Raises:
+        UntrustedCodeError: a factory or TorchScript classifier without ``trust_code`` (nothing imported or read).
+        BundleError, NetworkLoadError: the file cannot be loaded or the network does not fit.
+    """
     where = f"bundle {spec.name!r}: classifier {name!r}"
     cspec = spec.classifiers[name]
     path = root / cspec.file
-    if cspec.kind == "cfattack":
-        from cfattack.classifiers.checkpoint import load_classifier_checkpoint
+    if cspec.kind in CODE_KINDS:
+        if not trust_code:
+            raise UntrustedCodeError(
+                f"{where} would run {describe_code(cspec)}; load it only if you trust the bundle's author, "
+                "with --trust-code (CLI) or trust_code=True (Python)"
+            )
+        return run_with_time_limit(lambda: _load_code_classifier(name, spec, path, device, where), time_limit, where)
 
-        try:
-            net, metadata = load_classifier_checkpoint(path, "cpu")
-        except NetworkLoadError as exc:
-            raise NetworkLoadError(f"{where}: {exc}") from exc
-        _check_classifier_classes(metadata, spec, where)
-    elif cspec.kind == "torchscript":
+    from cfattack.classifiers.checkpoint import load_classifier_checkpoint
+
+    try:
+        net, metadata = load_classifier_checkpoint(path, "cpu")
+    except NetworkLoadError as exc:
+        raise NetworkLoadError(f"{where}: {exc}") from exc
+    _check_classifier_classes(metadata, spec, where)
+    _check_cfattack_shapes(net, spec, where)
+    return _wrap(net, name, spec, device)
+
+
+def _wrap(net: torch.nn.Module, name: str, spec: BundleSpec, device: torch.device) -> BundleClassifier:
+    classifier = BundleClassifier(
+        net, name=name, num_classes=spec.num_classes, img_channels=spec.image.channels,
+        img_resolution=spec.image.resolution, normalization=spec.classifiers[name].input_normalization,
+    )
+    return classifier.to(device).eval().requires_grad_(False)
+
+
+def _load_code_classifier(
+    name: str, spec: BundleSpec, path: Path, device: torch.device, where: str
+) -> BundleClassifier:
+    """Build a trusted code classifier and probe it (runs in `run_with_time_limit`'s thread)."""
+    cspec = spec.classifiers[name]
+    if cspec.kind == "torchscript":
         net = _load_torchscript(path, where)
     else:
         net = _build_factory_classifier(cspec, path, where)
-
-    classifier = BundleClassifier(
-        net, name=name, num_classes=spec.num_classes, img_channels=spec.image.channels,
-        img_resolution=spec.image.resolution, normalization=cspec.input_normalization,
-    )
-    classifier = classifier.to(device).eval().requires_grad_(False)
+    classifier = _wrap(net, name, spec, device)
     _probe(classifier, where, device)
+    classifier.verified = True
     return classifier
 
 

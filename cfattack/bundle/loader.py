@@ -24,6 +24,9 @@ Layout (paths in ``bundle.json`` are relative to its folder and may not leave it
         descriptors.pt           # optional descriptor model
 
 Importing this module loads no network; `load_bundle` loads them all (bundles are small).
+Bundles are untrusted input: every file must lie inside the folder (symbolic links that lead
+out are refused), and classifiers that are code (factory, TorchScript) load only with
+``trust_code=True``; see `cfattack.bundle.trust`.
 
 The spec models and ``bundle.json`` I/O live in `cfattack.bundle.spec`, classifier wrapping
 and loading in `cfattack.bundle.classifier`; this module resolves ``"default"`` or a path to a
@@ -33,18 +36,20 @@ encoder, and assembles the `Bundle`.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 import torch
 
+import cfattack.bundle.trust as trust
 from cfattack.bundle.classifier import BundleClassifier, _load_classifier
 from cfattack.bundle.messages import _one_line
 from cfattack.bundle.spec import SPEC_FILENAME, BundleError, BundleSpec, _check_relative_path, read_bundle_spec
 from cfattack.classes import resolve_choice, resolve_class
 from cfattack.errors import InvalidInputError, NetworkLoadError, UnsafePickleError
 
-__all__ = ["DEFAULT_BUNDLE_DIR", "Bundle", "bundle_spec_path", "load_bundle"]
+__all__ = ["DEFAULT_BUNDLE_DIR", "Bundle", "bundle_file", "bundle_spec_path", "load_bundle"]
 
 DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parents[1] / "assets" / "default"
 
@@ -97,8 +102,48 @@ def _as_device(device: str | torch.device) -> torch.device:
     return device
 
 
+def _inside(root: Path, relative: str) -> tuple[Path, str | None]:
+    """``root / relative`` with links followed, and why it is refused (None if it lies inside ``root``)."""
+    path = root / relative
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as exc:  # a link loop (RuntimeError before Python 3.13)
+        return path, f"cannot be resolved ({_one_line(exc)})"
+    if not resolved.is_relative_to(root):
+        return resolved, f"is a link to {resolved}, outside the bundle folder; paths may not leave it (copy the file in)"
+    return resolved, None
+
+
+def bundle_file(spec_path: str | os.PathLike, relative: str) -> Path:
+    """A file named in a bundle's spec, for callers that read one file without `load_bundle`.
+
+    ``spec_path`` is the bundle's ``bundle.json`` (see `bundle_spec_path`).
+
+    Raises:
+        BundleError: ``relative`` leaves the bundle folder, also through a symbolic link.
+    """
+    root = Path(spec_path).parent.resolve()
+    try:
+        _check_relative_path(relative)
+    except ValueError as exc:
+        raise BundleError(f"bundle at {root}: {exc}") from None
+    problem = _inside(root, relative)[1]
+    if problem is not None:
+        raise BundleError(f"bundle at {root}: {relative} {problem}")
+    return root / relative
+
+
 def _check_files(spec: BundleSpec, root: Path) -> None:
-    missing = [f"{role} ({rel})" for role, rel in spec.files().items() if not (root / rel).is_file()]
+    """Every file the spec names lies inside ``root`` (``root`` resolved) and is a regular file."""
+    outside, missing = [], []
+    for role, rel in spec.files().items():
+        resolved, problem = _inside(root, rel)
+        if problem is not None:
+            outside.append(f"{role} ({rel}) {problem}")
+        elif not resolved.is_file():
+            missing.append(f"{role} ({rel})")
+    if outside:
+        raise BundleError(f"bundle {spec.name!r} at {root}: {'; '.join(outside)}")
     if missing:
         raise BundleError(f"bundle {spec.name!r} at {root}: missing file(s): {', '.join(missing)}")
 
@@ -215,9 +260,13 @@ class Bundle:
     def path(self, relative: str) -> Path:
         """A file of the bundle: ``root / relative``."""
         try:
-            return self.root / _check_relative_path(relative)
+            path = self.root / _check_relative_path(relative)
         except ValueError as exc:
             raise InvalidInputError(f"bundle {self.name!r}: {exc}") from None
+        problem = _inside(self.root, relative)[1]
+        if problem is not None:
+            raise InvalidInputError(f"bundle {self.name!r}: {relative} {problem}")
+        return path
 
     def classifier(self, name: str | None = None) -> BundleClassifier:
         """The classifier called ``name`` (matched like class names), or the default one."""
@@ -251,30 +300,54 @@ class Bundle:
         )
 
 
-def load_bundle(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> Bundle:
+def load_bundle(
+    name_or_path: str | os.PathLike = "default",
+    device: str | torch.device = "cpu",
+    *,
+    trust_code: bool = False,
+    code_time_limit: float | None = None,
+) -> Bundle:
     """Load a bundle and check that its networks fit together.
 
     Args:
         name_or_path: ``"default"`` (the bundle shipped in ``cfattack/assets/default/``), a
             directory containing ``bundle.json``, or the path of a ``bundle.json``.
         device: where to put the networks (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
+        trust_code: allow classifiers that are code (kind ``factory``: imports and calls a
+            module; kind ``torchscript``: a program). Only for bundles whose author you trust;
+            weights-only bundles (like the default one) need no trust.
+        code_time_limit: seconds each trusted code classifier may take to import, build, load
+            and run a dummy batch; past it the load fails (see `cfattack.bundle.trust`). None:
+            `cfattack.bundle.trust.TRUSTED_CODE_TIME_LIMIT_S` (60 s).
 
     Returns:
-        A `Bundle` with every network loaded, in eval mode and frozen.
+        A `Bundle` with every network loaded, in eval mode and frozen. Networks that are not
+        code are not run here; each classifier checks its output shape on every call.
 
     Raises:
-        BundleError: no such bundle, invalid ``bundle.json``, missing files, or networks that do
-            not fit (generator size vs the spec, encoder vs generator, classifier outputs vs the
-            number of classes, an unresolvable factory).
-        NetworkLoadError: a network file that cannot be read (naming the bundle and the network).
+        UntrustedCodeError: the bundle has factory or TorchScript classifiers and ``trust_code``
+            is False (nothing was loaded, imported or run; the message lists them).
+        BundleError: no such bundle, invalid ``bundle.json``, missing files or files whose links
+            leave the bundle folder, or networks that do not fit (generator size vs the spec,
+            encoder vs generator, classifier outputs vs the number of classes, an unresolvable factory).
+        NetworkLoadError: a network file that cannot be read (naming the bundle and the network),
+            or trusted code that overran ``code_time_limit``.
         UnsafePickleError: an official pickle that references a disallowed global.
     """
     device = _as_device(device)
+    if code_time_limit is None:
+        code_time_limit = trust.TRUSTED_CODE_TIME_LIMIT_S  # read now, so it can be changed at run time
+    if not (isinstance(code_time_limit, (int, float)) and 0 < code_time_limit < math.inf):
+        raise InvalidInputError(f"code_time_limit must be a positive, finite number of seconds, got {code_time_limit!r}")
     spec_path = bundle_spec_path(name_or_path)
     spec = read_bundle_spec(spec_path)
     root = spec_path.parent.resolve()
+    trust.check_trust(spec, trust_code)  # before any file is read: a refused bundle costs nothing
     _check_files(spec, root)
     generator = _load_generator(spec, root, device)
     encoder = _load_encoder(spec, root, generator, device)
-    classifiers = {name: _load_classifier(name, spec, root, device) for name in spec.classifiers}
+    classifiers = {
+        name: _load_classifier(name, spec, root, device, trust_code=trust_code, time_limit=code_time_limit)
+        for name in spec.classifiers
+    }
     return Bundle(spec, root, generator, encoder, classifiers, device)

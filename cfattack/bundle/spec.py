@@ -35,6 +35,7 @@ __all__ = [
     "BundleSpec",
     "read_bundle_spec",
     "write_bundle_spec",
+    "condense_validation_error",
 ]
 
 BUNDLE_FORMAT = "cfattack.bundle/1"
@@ -166,8 +167,9 @@ class ClassifierSpec(FrozenConfig):
 
     kind: Literal["cfattack", "torchscript", "factory"] = Field(
         "cfattack",
-        description="'cfattack': a cfattack.classifier/1 checkpoint; 'torchscript': a file for "
-        "torch.jit.load; 'factory': `factory(**kwargs)` builds the module and `file` holds its state dict.",
+        description="'cfattack': a cfattack.classifier/1 checkpoint (weights only); 'torchscript': a file for "
+        "torch.jit.load; 'factory': `factory(**kwargs)` builds the module and `file` holds its state dict. "
+        "'torchscript' and 'factory' are code: they load only with trust_code=True (CLI --trust-code).",
     )
     file: RelativePath = Field(
         description="Checkpoint, TorchScript file or state dict, relative to the bundle directory."
@@ -175,7 +177,7 @@ class ClassifierSpec(FrozenConfig):
     factory: str | None = Field(
         None,
         description="For kind 'factory': 'package.module:callable' (an importable module; only it is "
-        "imported, nothing is evaluated from the string).",
+        "imported, and only with trust_code=True; nothing is evaluated from the string).",
     )
     kwargs: dict[str, JsonValue] = Field(default_factory=dict, description="Keyword arguments of the factory.")
     input_normalization: InputNormalization | None = Field(
@@ -292,7 +294,7 @@ class BundleSpec(FrozenConfig):
         return read_bundle_spec(path)
 
 
-def _condense(exc: ValidationError, limit: int = 3) -> str:
+def condense_validation_error(exc: ValidationError, limit: int = 3) -> str:
     """Pydantic's multi-line report as one line: ``loc: message; loc: message (+N more)``."""
     parts = []
     errors = exc.errors()
@@ -332,7 +334,7 @@ def read_bundle_spec(path: str | os.PathLike) -> BundleSpec:
     try:
         return BundleSpec.model_validate(data)
     except ValidationError as exc:
-        raise BundleError(f"{path}: invalid bundle spec: {_condense(exc)}") from None
+        raise BundleError(f"{path}: invalid bundle spec: {condense_validation_error(exc)}") from None
 
 
 def write_bundle_spec(spec: BundleSpec, directory: str | os.PathLike) -> Path:

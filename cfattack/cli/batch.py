@@ -25,14 +25,14 @@ __all__ = ["batch", "main"]
 @click.command()
 @click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("--target", default=None, help="Target class of every image without its own (name, alias or index).")
-@click.option("--targets-from", "targets_from", type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--targets-from", "targets_from", type=click.Path(path_type=Path), default=None,
               help="Manifest (.csv/.jsonl with image,target) giving the targets of INPUT's images.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Job folder: item reports, results.jsonl, failures.jsonl, global.json, global.html.")
 @click.option("--bundle", "bundle_name", default="default", show_default=True,
               help="'default' or a bundle folder (with bundle.json).")
 @click.option("--classifier", default=None, help="Classifier of the bundle to explain (default: the bundle's).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=32, show_default=True,
               help="Images per device batch; keep it when resuming for identical numbers.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N items.")
 @click.option("--restart", is_flag=True, help="Discard the folder's earlier results (needed after a config change).")
@@ -44,7 +44,8 @@ __all__ = ["batch", "main"]
 def batch(source: Path, target: str | None, targets_from: Path | None, out: Path, bundle_name: str,
           classifier: str | None, batch_size: int, limit: int | None, restart: bool, retry_failed: bool, steps: int,
           lr: float, threshold: float, space: str, objective: str, proximity: float, layers: tuple[int, ...] | None,
-          shift_lr: float | None, inversion_steps: int, seed: int, device: str, quiet: bool) -> None:
+          shift_lr: float | None, inversion_steps: int, seed: int, device: str, quiet: bool,
+          trust_code: bool = False) -> None:
     """Explain every image of INPUT (a folder, or a .csv/.jsonl manifest with image[,target]).
 
     Images are explained in batches of --batch-size on the device; an image that cannot be read
@@ -81,7 +82,7 @@ def batch(source: Path, target: str | None, targets_from: Path | None, out: Path
     job = BatchJob(
         source, out, target=target, targets_from=targets_from, bundle=bundle_name, classifier=classifier,
         config=config, batch_size=batch_size, limit=limit, restart=restart, retry_failed=retry_failed,
-        device=device, progress=not quiet, log=log,
+        device=device, progress=not quiet, log=log, trust_code=trust_code,
     )
     summary = job.run()
     if rank == 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -17,21 +18,45 @@ def bundle_group() -> None:
     """Make and inspect bundles (generator + encoder + classifiers + class names)."""
 
 
-def _parse_named_files(values: tuple[str, ...]) -> dict[str, str]:
+def _parse_named(values: tuple[str, ...], option: str, what: str) -> dict[str, str]:
     named: dict[str, str] = {}
     for value in values:
-        name, sep, path = value.partition("=")
-        if not sep or not name or not path:
-            raise InvalidInputError(f"--classifier takes NAME=FILE, got {value!r}")
-        named[name] = path
+        name, sep, text = value.partition("=")
+        if not sep or not name or not text:
+            raise InvalidInputError(f"{option} takes NAME={what}, got {value!r}")
+        if name in named:
+            raise InvalidInputError(f"{option} {name}: given twice")
+        named[name] = text
     return named
+
+
+def _classifier_entries(files: tuple[str, ...], specs: tuple[str, ...]) -> dict[str, Any]:
+    """--classifier NAME=FILE plus --classifier-spec NAME=JSON -> what `assemble_bundle` takes."""
+    entries: dict[str, Any] = dict(_parse_named(files, "--classifier", "FILE"))
+    for name, text in _parse_named(specs, "--classifier-spec", "JSON").items():
+        if name not in entries:
+            raise InvalidInputError(f"--classifier-spec {name}: no --classifier {name}=FILE names its file")
+        try:
+            fields = json.loads(text)
+        except ValueError as exc:
+            raise InvalidInputError(f"--classifier-spec {name}: not JSON ({exc})") from None
+        if not isinstance(fields, dict) or "file" in fields:
+            raise InvalidInputError(f"--classifier-spec {name}: expected a JSON object of classifier fields "
+                                    "(kind, factory, kwargs, input_normalization, description) without file")
+        entries[name] = {"file": entries[name], **fields}
+    return entries
 
 
 @bundle_group.command("create")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--generator", required=True, help="Generator file (cfattack checkpoint or official pickle).")
 @click.option("--classifier", "classifiers", multiple=True, required=True, metavar="NAME=FILE",
-              help="A cfattack classifier checkpoint under a name; repeat for several. The first is the default.")
+              help="A classifier under a name: a cfattack checkpoint, a TorchScript file (needs --trust-code) or, "
+                   "with --classifier-spec, a state dict for a factory. Repeat for several; the first is the default.")
+@click.option("--classifier-spec", "classifier_specs", multiple=True, metavar="NAME=JSON",
+              help="More about classifier NAME, as bundle.json writes it: e.g. "
+                   "'{\"kind\": \"factory\", \"factory\": \"pkg.module:make_net\", \"kwargs\": {\"num_classes\": 10}}' "
+                   "or an input_normalization. Factories are code: they need --trust-code.")
 @click.option("--encoder", default=None, help="Encoder checkpoint (image -> ws).")
 @click.option("--data", required=True, help="Training data the class names come from: fashion-mnist, mnist-5k or a folder.")
 @click.option("--name", required=True, help="Short bundle name.")
@@ -43,9 +68,13 @@ def _parse_named_files(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--command", "commands", multiple=True, help="A command that produced the files (provenance); repeatable.")
 @click.option("--metrics", "metrics_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="JSON file of metrics to record in the provenance.")
-def bundle_create(out_dir: Path, generator: str, classifiers: tuple[str, ...], encoder: str | None, data: str,
-                  name: str, description: str, latent_space: str, descriptor_model: str | None,
-                  commands: tuple[str, ...], metrics_file: Path | None) -> None:
+@click.option("--trust-code", is_flag=True,
+              help="Allow classifiers that are code: TorchScript files and factories (which import and call a "
+                   "Python module). Only for files whose author you trust; cfattack checkpoints need no trust.")
+def bundle_create(out_dir: Path, generator: str, classifiers: tuple[str, ...], classifier_specs: tuple[str, ...],
+                  encoder: str | None, data: str, name: str, description: str, latent_space: str,
+                  descriptor_model: str | None, commands: tuple[str, ...], metrics_file: Path | None,
+                  trust_code: bool) -> None:
     """Assemble trained files into a bundle directory and check that it loads.
 
     \b
@@ -53,6 +82,9 @@ def bundle_create(out_dir: Path, generator: str, classifiers: tuple[str, ...], e
       cfattack bundle create my_bundle --generator runs/gan/generator.pt --encoder runs/enc/encoder.pt \\
           --classifier baseline=runs/clf/classifier.pt --data fashion-mnist --name fashion-mnist-32 \\
           --descriptor-model runs/descriptors.pt
+      cfattack bundle create my_bundle --generator runs/gan/generator.pt --data fashion-mnist --name custom \\
+          --classifier resnet=resnet_state.pt --trust-code \\
+          --classifier-spec 'resnet={"kind": "factory", "factory": "my_models:make_resnet"}'
     """
     from cfattack.training.assemble import assemble_bundle
 
@@ -62,9 +94,10 @@ def bundle_create(out_dir: Path, generator: str, classifiers: tuple[str, ...], e
             metrics_data = json.loads(metrics_file.read_text())
         except ValueError as exc:
             raise InvalidInputError(f"--metrics {metrics_file}: not JSON ({exc})") from exc
-    bundle = assemble_bundle(out_dir, generator=generator, classifiers=_parse_named_files(classifiers), data=data,
-                             name=name, encoder=encoder, description=description, latent_space=latent_space,
-                             descriptor_model=descriptor_model, commands=commands, metrics=metrics_data)
+    bundle = assemble_bundle(out_dir, generator=generator, classifiers=_classifier_entries(classifiers, classifier_specs),
+                             data=data, name=name, encoder=encoder, description=description,
+                             latent_space=latent_space, descriptor_model=descriptor_model, commands=commands,
+                             metrics=metrics_data, trust_code=trust_code)
     click.echo(f"bundle {bundle.spec.name!r} written to {out_dir}: {len(bundle.class_names)} classes, "
                f"classifiers {', '.join(bundle.classifiers)}, "
                f"encoder {'yes' if bundle.encoder is not None else 'no'}, "

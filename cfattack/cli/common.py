@@ -2,13 +2,20 @@
 
 Errors a user can cause (`cfattack.errors.CfattackError`, a bad option, a file system refusal)
 end the program with ONE line on stderr and a non-zero exit code; anything unexpected does
-too, and ``--debug`` (or ``CFATTACK_DEBUG=1``) shows its traceback instead. The command modules
-and the root group import from here; nothing here imports a command.
+too, and ``--debug`` (or ``CFATTACK_DEBUG=1``) shows its traceback instead. Exit codes: 2 for
+a usage error (an unknown option, a value an option type refuses: malformed, NaN, infinite or
+out of range), 1 for everything else (bad input files, failures), 130 for an interrupt.
+The command modules and the root group import from here; nothing here imports a command.
+
+Numeric options use the validated types below (`FiniteFloat`, `SEED`, `DEVICE`), so a value such
+as ``nan``, ``inf`` or ``1e23`` is refused while parsing, in one line naming the option.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -17,11 +24,16 @@ import click
 
 from cfattack.errors import CfattackError, InvalidInputError
 from cfattack.int_ranges import parse_int_ranges
+from cfattack.regular_files import open_regular_file, printable_path
 
 __all__ = [
     "DEBUG_ENV",
+    "DEVICE",
+    "DeviceType",
+    "FiniteFloat",
     "GuardedGroup",
     "ParsedType",
+    "SEED",
     "SEEDS",
     "VEC2",
     "describe_os_error",
@@ -29,6 +41,7 @@ __all__ = [
     "one_line",
     "parse_seeds",
     "parse_vec2",
+    "require_input_file",
     "run_guarded",
 ]
 
@@ -93,6 +106,74 @@ SEEDS = ParsedType("seeds", parse_seeds)
 VEC2 = ParsedType("x,y", parse_vec2)
 
 
+class FiniteFloat(click.FloatRange):
+    """A float option that refuses NaN and infinity, then checks its range (bounds as click.FloatRange).
+
+    ``FiniteFloat(0, 10, min_open=True)`` accepts 0 < x <= 10; ``--lr nan`` fails with
+    "'nan' is not a finite number", ``--lr 1e9`` with click's range message.
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+class _SeedType(click.IntRange):
+    """An integer in [0, 2**32 - 1]; a value of many digits is refused without echoing all of them."""
+
+    name = "integer"  # click says "not a valid integer range" otherwise
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and len(value.strip()) > 24:
+            self.fail(f"{value.strip()[:20]}... is not in the range 0<=x<={_SEED_MAX}.", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+SEED = _SeedType(0, _SEED_MAX)
+"""A single seed: an integer in [0, 2**32 - 1] (``--seed 1e23`` or ``-1`` is a usage error)."""
+
+_DEVICE_PATTERN = re.compile(r"(cpu|cuda|mps)(:\d{1,3})?")
+
+
+class DeviceType(click.ParamType):
+    """A torch device name: ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (whether it exists is checked later)."""
+
+    name = "device"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value).strip().lower()
+        if not _DEVICE_PATTERN.fullmatch(text):
+            self.fail(f"{value!r} is not a device; use cpu, cuda, cuda:N or mps.", param, ctx)
+        return text
+
+
+DEVICE = DeviceType()
+
+
+def require_input_file(path: str | os.PathLike, what: str = "image file") -> None:
+    """Refuse, before any work, an input that is missing or not a regular file (a folder, FIFO, device...).
+
+    Raises:
+        InvalidInputError: see `cfattack.regular_files.open_regular_file` (exit code 1).
+    """
+    with open_regular_file(path, what=what):
+        pass
+
+
+def _refuse_undecodable(argv: list[str]) -> None:
+    """Refuse an argument holding bytes that are not UTF-8 (always a file name) before any work."""
+    for arg in argv:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInputError(
+                f"{printable_path(arg)}: this argument is not valid UTF-8 (a file name with undecodable bytes?); "
+                "cfattack writes names into UTF-8 reports, so rename the file"
+            ) from None
+
+
 # ---------------------------------------------------------------------------------------------
 # Error handling: one line on stderr, never a traceback unless asked for.
 
@@ -118,9 +199,13 @@ def run_guarded(run: Callable[[], Any], argv: list[str]) -> int:
 
     def fail(message: str, code: int = 1) -> int:
         click.echo(f"cfattack: error: {one_line(message)}", err=True)
+        trust = sys.modules.get("cfattack.bundle.trust")  # loaded only if a bundle was
+        if trust is not None:
+            trust.exit_if_code_still_runs(code)  # a bundle's code overran its time limit and still runs
         return code
 
     try:
+        _refuse_undecodable(argv)
         result = run()
     except _NO_ARGS_IS_HELP as e:
         click.echo(e.ctx.get_help())  # plain `cfattack`: show the help, as --help would
@@ -142,14 +227,33 @@ def run_guarded(run: Callable[[], Any], argv: list[str]) -> int:
         if debug:
             raise
         return fail(describe_os_error(e))
+    except UnicodeEncodeError as e:
+        if debug:
+            raise
+        near = e.object[max(0, e.start - 60):e.end + 20] if isinstance(e.object, str) else ""
+        return fail(f"a name is not valid UTF-8 and cannot be written into a UTF-8 file (near "
+                    f"{printable_path(near)!r}); rename the file")
     except Exception as e:  # the last line of defence: still no traceback unless asked for
         if debug:
             raise
+        validation = _validation_message(e)
+        if validation is not None:
+            return fail(validation)
         return fail(
             f"unexpected {type(e).__name__}: {e} (to see the traceback, run again as "
             f"'cfattack --debug ...' or with {DEBUG_ENV}=1)"
         )
     return result if isinstance(result, int) else 0
+
+
+def _validation_message(e: Exception) -> str | None:
+    """One line for a pydantic ValidationError (a setting out of range), None for anything else."""
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is None or not isinstance(e, pydantic.ValidationError):
+        return None
+    first = e.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or e.title
+    return f"invalid setting {where}: {first['msg']}"
 
 
 class GuardedGroup(click.Group):
@@ -179,10 +283,10 @@ def generator_file(network: str) -> Path:
     """A generator file from --network: a file, 'default', or a bundle folder (its generator)."""
     path = Path(network)
     if network == "default" or (path.is_dir() and (path / "bundle.json").is_file()):
-        from cfattack.bundle import bundle_spec_path, read_bundle_spec
+        from cfattack.bundle import bundle_file, bundle_spec_path, read_bundle_spec
 
         spec_path = bundle_spec_path(network)
-        return spec_path.parent / read_bundle_spec(spec_path).generator.file
+        return bundle_file(spec_path, read_bundle_spec(spec_path).generator.file)
     if path.is_dir():
         raise InvalidInputError(f"--network {network}: a folder must be a bundle (with bundle.json)")
     return path

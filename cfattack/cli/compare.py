@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from cfattack.cli.common import require_input_file
 from cfattack.cli.explain import explain_config, explain_options, require_cuda
 from cfattack.errors import InvalidInputError
 
@@ -23,12 +24,12 @@ def _example_images(count: int) -> list[Path]:
 
 
 @click.command()
-@click.argument("images", nargs=-1, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--bundle", "bundle_name", default="default", show_default=True,
               help="'default' or a bundle folder (with bundle.json).")
 @click.option("--classifiers", default="all", show_default=True,
               help="Comma-separated classifier names of the bundle, or 'all'.")
-@click.option("--images", "num_images", type=click.IntRange(min=1), default=20, show_default=True,
+@click.option("--images", "num_images", type=click.IntRange(1, 100_000), default=20, show_default=True,
               help="Without IMAGES: how many of the shipped examples (examples/*.png) to explain.")
 @click.option("--targets", default=None,
               help="Comma-separated target per image (default: each class's most confusable class).")
@@ -41,7 +42,7 @@ def _example_images(count: int) -> list[Path]:
 def compare(images: tuple[Path, ...], bundle_name: str, classifiers: str, num_images: int, targets: str | None,
             outdir: Path, no_realism: bool, steps: int, lr: float, threshold: float, space: str, objective: str,
             proximity: float, layers: tuple[int, ...] | None, shift_lr: float | None, inversion_steps: int,
-            seed: int, device: str, quiet: bool) -> None:
+            seed: int, device: str, quiet: bool, trust_code: bool = False) -> None:
     """Explain the same images with each classifier of a bundle and compare the explanations.
 
     Per classifier: flip rate, median steps and latent distance, realism of the counterfactuals
@@ -59,13 +60,15 @@ def compare(images: tuple[Path, ...], bundle_name: str, classifiers: str, num_im
 
     if device == "cuda":
         require_cuda()
+    for image in images:  # a missing file, a folder or a FIFO: one line and exit 1 before loading anything
+        require_input_file(image)
     paths: list[Path] = list(images) or _example_images(num_images)
     target_list = None
     if targets is not None:
         target_list = [t.strip() for t in targets.split(",") if t.strip()]
         if len(target_list) == 1:
             target_list = target_list * len(paths)
-    bundle = load_bundle(bundle_name, device=device)
+    bundle = load_bundle(bundle_name, device=device, trust_code=trust_code)
     names = None if classifiers.strip().lower() == "all" else [n.strip() for n in classifiers.split(",") if n.strip()]
     real = None
     if not no_realism:

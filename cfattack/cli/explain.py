@@ -1,8 +1,8 @@
 """``cfattack explain``: one image, one target class, one report folder.
 
 Prints a short summary (source -> target, steps, inversion quality, top descriptor changes)
-and writes ``explanation.json``, ``counterfactual.png``, ``strip.png`` and
-``explanation.html`` into ``--out``. A target that is not reached is a result, not an
+and writes the report files (`cfattack.reports.write.REPORT_FILES`: ``explanation.json``,
+``counterfactual.png``, ``strip.png``, ``start.png``, ``path.gif``, ``explanation.html``) into ``--out``. A target that is not reached is a result, not an
 error: the report says so and the exit code is 0; bad input exits 1 with one line.
 """
 
@@ -15,10 +15,12 @@ from typing import Any
 
 import click
 
+from cfattack.cli.common import SEED, FiniteFloat, require_input_file
 from cfattack.errors import InvalidInputError
 from cfattack.int_ranges import parse_int_ranges
 
-__all__ = ["explain", "default_out_dir", "explain_config", "explain_options", "format_summary", "require_cuda"]
+__all__ = ["explain", "default_out_dir", "explain_config", "explain_options", "format_summary", "require_cuda",
+           "trust_code_option"]
 
 _STAGES = ("load bundle", "classify", "invert", "attack", "attribute", "write report")
 
@@ -62,32 +64,40 @@ def format_summary(explanation: Any, top: int = 5) -> list[str]:
 
 _EXPLAIN_OPTIONS = (
     click.option("--steps", type=click.IntRange(1, 100_000), default=500, show_default=True, help="Most attack steps."),
-    click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
+    click.option("--lr", type=FiniteFloat(0, 10, min_open=True), default=0.01, show_default=True,
                  help="Attack step size (Adam)."),
-    click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
+    click.option("--threshold", type=FiniteFloat(0, 1, min_open=True, max_open=True), default=0.5,
                  show_default=True, help="Stop at the first iterate whose target probability exceeds this."),
     click.option("--space", type=click.Choice(["w", "w+", "pixel"]), default="w+", show_default=True,
                  help="Move one w, every W+ entry, or the pixels (the noisy baseline)."),
     click.option("--objective", type=click.Choice(["probability", "log_probability", "margin"]),
                  default="probability", show_default=True, help="Quantity the attack raises."),
-    click.option("--proximity", type=click.FloatRange(min=0), default=0.0, show_default=True,
+    click.option("--proximity", type=FiniteFloat(min=0), default=0.0, show_default=True,
                  help="Weight of the penalty on mean((ws - ws0)^2)."),
     click.option("--layers", default=None, callback=lambda ctx, param, value: _layers_option(value),
                  help="W+ entries the attack may move, e.g. 0 or 0-3 [default: all]. Entry 0 only turns and "
                       "shifts the image."),
-    click.option("--shift-lr", type=click.FloatRange(min=0, min_open=True), default=None,
+    click.option("--shift-lr", type=FiniteFloat(0, 10, min_open=True), default=None,
                  help="W+ only: also move the object as a whole, this many pixels per step [default: off]."),
     click.option("--inversion-steps", type=click.IntRange(0, 100_000), default=100, show_default=True,
                  help="Optimisation steps refining the encoder's inversion."),
-    click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random draws."),
+    click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random draws."),
 )
 
 
+trust_code_option = click.option(
+    "--trust-code", is_flag=True,
+    help="Allow the bundle's classifiers that are code: kind 'factory' (imports and calls a Python module) and "
+         "kind 'torchscript' (a TorchScript program); they are refused without it. Only for bundles whose author "
+         "you trust; weights-only bundles such as the default need no trust.")
+
+
 def explain_options(command: Any) -> Any:
-    """Add the explanation settings shared by ``explain`` and ``batch`` (see `explain_config`)."""
+    """Add the explanation settings shared by ``explain``, ``batch`` and ``compare`` (see `explain_config`),
+    and ``--trust-code``."""
     for option in reversed(_EXPLAIN_OPTIONS):
         command = option(command)
-    return command
+    return trust_code_option(command)
 
 
 def _layers_option(value: str | None) -> tuple[int, ...] | None:
@@ -129,7 +139,7 @@ def require_cuda() -> None:
 
 
 @click.command()
-@click.argument("image", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("image", type=click.Path(path_type=Path))
 @click.option("--target", required=True, help="Class the counterfactual should have (name, alias or index).")
 @click.option("--bundle", "bundle_name", default="default", show_default=True,
               help="'default' or a bundle folder (with bundle.json).")
@@ -142,7 +152,7 @@ def require_cuda() -> None:
 def explain(image: Path, target: str, bundle_name: str, classifier: str | None, outdir: Path | None, steps: int,
             lr: float, threshold: float, space: str, objective: str, proximity: float,
             layers: tuple[int, ...] | None, shift_lr: float | None, inversion_steps: int, seed: int, device: str,
-            quiet: bool) -> None:
+            quiet: bool, trust_code: bool = False) -> None:
     """Explain why the classifier labels IMAGE as it does: what would make it TARGET?
 
     \b
@@ -152,8 +162,7 @@ def explain(image: Path, target: str, bundle_name: str, classifier: str | None, 
     """
     from tqdm import tqdm
 
-    if not image.exists():
-        raise InvalidInputError(f"image file not found: {image}")
+    require_input_file(image)  # a folder, FIFO or device: one line and exit 1 before loading anything
     config = explain_config(steps, lr, threshold, space, objective, proximity, inversion_steps, seed, layers,
                             shift_lr)
     bar = tqdm(total=len(_STAGES), disable=quiet or not sys.stderr.isatty(), leave=False, bar_format="{desc:<14} {bar} {n_fmt}/{total_fmt}")
@@ -167,7 +176,7 @@ def explain(image: Path, target: str, bundle_name: str, classifier: str | None, 
         require_cuda()
     from cfattack.explain.explainer import Explainer
 
-    explainer = Explainer(bundle_name, config, device=device)
+    explainer = Explainer(bundle_name, config, device=device, trust_code=trust_code)
     explanation = explainer.explain_many([image], target, classifier=classifier, on_stage=stage)[0]
     stage("write report")
     out = outdir if outdir is not None else default_out_dir(image, explanation.target)

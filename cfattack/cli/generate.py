@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from cfattack.cli.common import SEEDS, VEC2, generator_file
+from cfattack.cli.common import SEEDS, VEC2, FiniteFloat, generator_file
 from cfattack.errors import InvalidInputError
 
 __all__ = ["generate"]
@@ -24,7 +24,7 @@ __all__ = ["generate"]
 @click.option("--seeds", required=True, type=SEEDS, help="Seeds to draw z from, e.g. 0-7 or 1,3,5-6.")
 @click.option("--out", "outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory for seedNNNN.png (created if missing).")
-@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True,
+@click.option("--trunc", "truncation_psi", type=FiniteFloat(-100, 100), default=1.0, show_default=True,
               help="Truncation psi: 1 = none, smaller = closer to the average image.")
 @click.option("--trunc-cutoff", "truncation_cutoff", type=click.IntRange(min=0), default=None,
               help="Truncate only the first N ws (default: all).")
@@ -35,7 +35,8 @@ __all__ = ["generate"]
               help="Noise mode passed to synthesis.")
 @click.option("--translate", type=VEC2, default="0,0", show_default=True,
               help="Translate the image by x,y (in units of the image width/height).")
-@click.option("--rotate", type=float, default=0.0, show_default=True, help="Rotate the image by this many degrees.")
+@click.option("--rotate", type=FiniteFloat(-360, 360), default=0.0, show_default=True,
+              help="Rotate the image by this many degrees.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Device to run the generator on.")
 def generate(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cfattack.cli.common import generator_file
+from cfattack.cli.common import SEED, FiniteFloat, generator_file
 
 __all__ = ["metrics"]
 
@@ -21,10 +21,11 @@ def metrics() -> None:
 @click.option("--network", required=True, help="Generator file (checkpoint or official pickle) or 'default'.")
 @click.option("--classifier", required=True, help="cfattack classifier file whose embedding is used.")
 @click.option("--data", default="fashion-mnist", show_default=True, help="Real images: test and val splits.")
-@click.option("--num", type=click.IntRange(min=10), default=5000, show_default=True,
+@click.option("--num", type=click.IntRange(10, 1_000_000), default=5000, show_default=True,
               help="Generated images (and at most this many real images per split).")
-@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated latents.")
+@click.option("--trunc", "truncation_psi", type=FiniteFloat(-100, 100), default=1.0, show_default=True,
+              help="Truncation psi.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the generated latents.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the numbers to this JSON file.")
 def metrics_fd(network: str, classifier: str, data: str, num: int, truncation_psi: float, seed: int,

@@ -19,21 +19,30 @@ from typing import Any
 
 import click
 
+from cfattack.cli.common import DEVICE, SEED, FiniteFloat
 from cfattack.errors import InvalidInputError
+from cfattack.regular_files import read_regular_file
 
 __all__ = ["train"]
 
+_MAX_CONFIG_BYTES = 1 << 24  # a config is a few hundred bytes; 16 MiB is generous and bounded
+
 
 def _build_config(model: type, config_file: Path | None, overrides: dict[str, Any]) -> Any:
-    """Config = JSON file (if any) updated with the options the user actually gave."""
+    """Config = JSON file (if any) updated with the options the user actually gave.
+
+    A value the config refuses is a usage error naming the option (exit 2) when an option gave
+    it, and a bad-input error naming the setting (exit 1) when the --config file did. A device
+    that names CUDA on a machine without it is refused here too, before any work.
+    """
     from pydantic import ValidationError
 
     data: dict[str, Any] = {}
     if config_file is not None:
         try:
-            data = json.loads(Path(config_file).read_text())
-        except (OSError, ValueError) as exc:
-            raise InvalidInputError(f"cannot read config {config_file}: {exc}") from exc
+            data = json.loads(read_regular_file(config_file, what="config file", max_bytes=_MAX_CONFIG_BYTES))
+        except ValueError as exc:  # InvalidInputError too: missing, a folder, a FIFO ...
+            raise InvalidInputError(f"cannot read config {config_file}: {exc}") from None
         if not isinstance(data, dict):
             raise InvalidInputError(f"config {config_file} must hold a JSON object")
     for key, value in overrides.items():
@@ -45,14 +54,33 @@ def _build_config(model: type, config_file: Path | None, overrides: dict[str, An
         else:
             data[key] = value
     try:
-        return model.model_validate(data)
+        config = model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "config"
         if first["type"] == "missing":
             raise InvalidInputError(f"missing setting {where}: give --{where.replace('_', '-')} "
                                     "or put it in the --config file") from exc
+        option = _option_of("__".join(str(p) for p in first["loc"][:2]), overrides)
+        if option is not None:
+            raise click.BadParameter(first["msg"], ctx=click.get_current_context(silent=True), param=option) from None
         raise InvalidInputError(f"invalid setting {where}: {first['msg']}") from exc
+    if str(getattr(config, "device", "cpu")).startswith("cuda"):
+        from cfattack.cli.explain import require_cuda
+
+        require_cuda()
+    return config
+
+
+def _option_of(key: str, overrides: dict[str, Any]) -> click.Parameter | None:
+    """The command's option that gave setting ``key`` (``generator__channel_max`` for nested ones), if one did."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return None
+    for candidate in (key, key.split("__")[0]):
+        if overrides.get(candidate) is not None:
+            return next((p for p in ctx.command.params if p.name == candidate), None)
+    return None
 
 
 def _report(result: Any, what: str) -> None:
@@ -69,13 +97,13 @@ def train() -> None:
 _common = [
     click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
                  help="Output folder; an existing checkpoint there is resumed."),
-    click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    click.option("--config", "config_file", type=click.Path(path_type=Path),
                  help="JSON file with config fields; options given on the command line win."),
-    click.option("--max-minutes", type=click.FloatRange(min=0), default=None,
+    click.option("--max-minutes", type=FiniteFloat(min=0), default=None,
                  help="Stop (with a checkpoint) after this many minutes; run again to resume."),
-    click.option("--seed", type=int, default=None, help="Seed of every random draw."),
-    click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads."),
-    click.option("--device", default=None, help="torch device, e.g. cpu or cuda."),
+    click.option("--seed", type=SEED, default=None, help="Seed of every random draw."),
+    click.option("--threads", type=click.IntRange(1, 4096), default=None, help="torch CPU threads."),
+    click.option("--device", type=DEVICE, default=None, help="torch device: cpu, cuda, cuda:N or mps."),
     click.option("--quiet", is_flag=True, help="No progress bar."),
 ]
 
@@ -89,14 +117,14 @@ def _with_common(fn):
 @train.command("gan")
 @_with_common
 @click.option("--data", default=None, help="fashion-mnist (default), mnist-5k or a folder root/<class>/*.png.")
-@click.option("--kimg", "total_kimg", type=float, default=None, help="Train on this many thousand images in all.")
+@click.option("--kimg", "total_kimg", type=FiniteFloat(), default=None, help="Train on this many thousand images in all.")
 @click.option("--batch", type=int, default=None, help="Images per step.")
 @click.option("--conditional/--unconditional", default=None, help="Condition on class labels.")
 @click.option("--channel-max", "generator__channel_max", type=int, default=None, help="Generator max channels.")
 @click.option("--num-layers", "generator__num_layers", type=int, default=None, help="Generator synthesis layers.")
 @click.option("--d-channel-max", "d_channel_max", type=int, default=None, help="Discriminator max channels.")
-@click.option("--gamma", "r1_gamma", type=float, default=None, help="R1 penalty weight.")
-@click.option("--snapshot-kimg", type=float, default=None, help="Checkpoint and sample grid every N kimg.")
+@click.option("--gamma", "r1_gamma", type=FiniteFloat(), default=None, help="R1 penalty weight.")
+@click.option("--snapshot-kimg", type=FiniteFloat(), default=None, help="Checkpoint and sample grid every N kimg.")
 @click.option("--init-from", default=None,
               help="Warm start from another run's checkpoint (same layout); may add --conditional.")
 def train_gan_command(out_dir: Path, config_file: Path | None, max_minutes: float | None, quiet: bool,
@@ -124,11 +152,11 @@ def train_gan_command(out_dir: Path, config_file: Path | None, max_minutes: floa
 @click.option("--generator", required=False, default=None, help="Generator file the encoder inverts.")
 @click.option("--data", default=None, help="Real images (training and validation).")
 @click.option("--latent", type=click.Choice(["w", "w+"]), default=None, help="Predict W or W+.")
-@click.option("--kimg", "total_kimg", type=float, default=None, help="Train on this many thousand images in all.")
+@click.option("--kimg", "total_kimg", type=FiniteFloat(), default=None, help="Train on this many thousand images in all.")
 @click.option("--batch", type=int, default=None, help="Images per step.")
 @click.option("--classifier", "feature_classifier", default=None,
               help="Classifier file whose embedding of the reconstruction is matched to the input's.")
-@click.option("--snapshot-kimg", type=float, default=None, help="Checkpoint and evaluate every N kimg.")
+@click.option("--snapshot-kimg", type=FiniteFloat(), default=None, help="Checkpoint and evaluate every N kimg.")
 def train_encoder_command(out_dir: Path, config_file: Path | None, max_minutes: float | None, quiet: bool,
                           **options: Any) -> None:
     """Train the inversion encoder (image -> ws) for a trained generator.
@@ -158,7 +186,7 @@ def train_encoder_command(out_dir: Path, config_file: Path | None, max_minutes: 
 @click.option("--activation", type=click.Choice(["relu", "abs"]), default=None, help="Hidden activation of --backbone mlp.")
 @click.option("--epochs", type=int, default=None, help="Passes over the training split.")
 @click.option("--batch", type=int, default=None, help="Images per step.")
-@click.option("--lr", type=float, default=None, help="Peak learning rate.")
+@click.option("--lr", type=FiniteFloat(), default=None, help="Peak learning rate.")
 @click.option("--width", type=int, default=None, help="Channels of the first conv stage.")
 @click.option("--embedding-dim", type=int, default=None, help="Size of the explicit embedding.")
 @click.option("--max-train-images", type=int, default=None, help="Use only the first N training images (timing, smoke tests).")
@@ -192,7 +220,8 @@ def train_classifier_command(out_dir: Path, config_file: Path | None, max_minute
         click.echo("test: " + ", ".join(f"{k} {v:.4g}" for k, v in test.items() if isinstance(v, (int, float))))
 
 
-def _encoded_training_images(bundle_name: str | None, data: str, count: int, G: Any, device: str, batch: int) -> Any:
+def _encoded_training_images(bundle_name: str | None, data: str, count: int, G: Any, device: str, batch: int,
+                             trust_code: bool = False) -> Any:
     """The bundle encoder's latents of the first ``count`` training images of ``data``."""
     import torch
 
@@ -201,7 +230,7 @@ def _encoded_training_images(bundle_name: str | None, data: str, count: int, G: 
 
     if bundle_name is None:
         raise InvalidInputError("--anchors needs --bundle (its encoder inverts the real images)")
-    bundle = load_bundle(bundle_name, device=device)
+    bundle = load_bundle(bundle_name, device=device, trust_code=trust_code)
     if bundle.encoder is None:
         raise InvalidInputError(f"--anchors: bundle {bundle.name!r} has no encoder")
     images = load_dataset(data, "train").images[:count]
@@ -216,11 +245,11 @@ def _encoded_training_images(bundle_name: str | None, data: str, count: int, G: 
               help="Bundle whose generator is sampled: 'default' or a bundle folder. Its latent space and "
                    "truncation are the defaults of --latent and --trunc.")
 @click.option("--generator", default=None, help="Or a generator file (cfattack checkpoint or official pickle).")
-@click.option("--num", "num_samples", type=click.IntRange(min=20), default=10000, show_default=True,
+@click.option("--num", "num_samples", type=click.IntRange(20, 10_000_000), default=10000, show_default=True,
               help="Generator samples to measure (--holdout of them score the predictors).")
 @click.option("--latent", type=click.Choice(["w", "w+"]), default=None,
               help="Predict from W+ (every layer) or W (mean over layers); default: the bundle's, else w+.")
-@click.option("--trunc", "truncation_psi", type=float, default=None,
+@click.option("--trunc", "truncation_psi", type=FiniteFloat(-100, 100), default=None,
               help="Truncation psi of the samples [default: the bundle's, else 1].")
 @click.option("--style-mixing", type=click.FloatRange(0, 1), default=None,
               help="Share of samples mixing two latents across layers [default: 0.5 for w+, 0 for w].")
@@ -228,10 +257,10 @@ def _encoded_training_images(bundle_name: str | None, data: str, count: int, G: 
               help="Comma-separated descriptor names to fit [default: every one that applies to the images].")
 @click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               show_default=True, help="Share of samples kept aside to score the predictors.")
-@click.option("--min-score", type=float, default=0.5, show_default=True,
+@click.option("--min-score", type=FiniteFloat(), default=0.5, show_default=True,
               help="Quality bar on held-out R^2 (or accuracy gain over the majority rate); below it a "
                    "predictor is kept but marked unreliable.")
-@click.option("--batch", type=click.IntRange(min=1), default=256, show_default=True,
+@click.option("--batch", type=click.IntRange(1, 65536), default=256, show_default=True,
               help="Images synthesised at a time.")
 @click.option("--predictor", type=click.Choice(["ridge", "mlp"]), default="ridge", show_default=True,
               help="One ridge regression per descriptor, or a small MLP shared by the numeric ones (higher "
@@ -240,20 +269,24 @@ def _encoded_training_images(bundle_name: str | None, data: str, count: int, G: 
               help="Real training images (fashion-mnist, mnist-5k or a folder) that the bundle's encoder "
                    "inverts; up to half of --num samples are then these latents, jittered, so the "
                    "predictors are fitted where explanations start. Needs --bundle with an encoder.")
-@click.option("--anchor-jitter", type=click.FloatRange(min=0), default=0.5, show_default=True,
+@click.option("--anchor-jitter", type=FiniteFloat(min=0), default=0.5, show_default=True,
               help="Largest jitter of an anchor, in units of the per-entry spread of generator latents.")
-@click.option("--shift-jitter", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--shift-jitter", type=FiniteFloat(min=0), default=0.0, show_default=True,
               help="W+ only: translate every second sample by N(0, this) pixels, so the predictors "
                    "see what moving the object does (for attacks with --shift-lr).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latents and of the split.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the latents and of the split.")
+@click.option("--threads", type=click.IntRange(1, 4096), default=None, help="torch CPU threads.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device: cpu, cuda, cuda:N or mps.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--trust-code", is_flag=True,
+              help="With --anchors: allow the bundle's classifiers that are code (kind 'factory' or 'torchscript'); "
+                   "only for bundles whose author you trust.")
 def train_descriptors_command(out: Path, bundle_name: str | None, generator: str | None, num_samples: int,
                               latent: str | None, truncation_psi: float | None, style_mixing: float | None,
                               names: str | None, holdout: float, min_score: float, batch: int,
                               predictor: str, anchor_data: str | None, anchor_jitter: float, shift_jitter: float,
-                              seed: int, threads: int | None, device: str, quiet: bool) -> None:
+                              seed: int, threads: int | None, device: str, quiet: bool,
+                              trust_code: bool = False) -> None:
     """Fit latent descriptor predictors (attribution) on samples of a generator.
 
     Samples the generator, measures every descriptor on the images and fits predictors from ws
@@ -271,7 +304,7 @@ def train_descriptors_command(out: Path, bundle_name: str | None, generator: str
     import torch
 
     from cfattack.attribution.fitting import fit_descriptor_model
-    from cfattack.bundle import bundle_spec_path, read_bundle_spec
+    from cfattack.bundle import bundle_file, bundle_spec_path, read_bundle_spec
     from cfattack.stylegan.loading import load_generator
     from descriptors import default_descriptors
 
@@ -282,7 +315,7 @@ def train_descriptors_command(out: Path, bundle_name: str | None, generator: str
     if bundle_name is not None:
         spec_path = bundle_spec_path(bundle_name)
         spec = read_bundle_spec(spec_path)
-        generator = str(spec_path.parent / spec.generator.file)
+        generator = str(bundle_file(spec_path, spec.generator.file))
         latent = latent or spec.latent_space
         truncation_psi = spec.truncation_psi if truncation_psi is None else truncation_psi
     G = load_generator(generator).to(device)
@@ -298,7 +331,8 @@ def train_descriptors_command(out: Path, bundle_name: str | None, generator: str
     start = time.perf_counter()
     anchor_ws = None
     if anchor_data is not None:
-        anchor_ws = _encoded_training_images(bundle_name, anchor_data, num_samples // 2, G, device, batch)
+        anchor_ws = _encoded_training_images(bundle_name, anchor_data, num_samples // 2, G, device, batch,
+                                             trust_code)
     model = fit_descriptor_model(
         G, descriptor_set, num_samples=num_samples, truncation_psi=1.0 if truncation_psi is None else truncation_psi,
         latent=latent or "w+", seed=seed, holdout=holdout, min_score=min_score, batch=batch, progress=not quiet,

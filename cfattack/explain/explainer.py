@@ -51,8 +51,11 @@ class Explainer:
         bundle: a loaded `Bundle`, ``"default"``, or a bundle directory / ``bundle.json`` path.
         config: `ExplainConfig` (inversion, attack, attribution settings).
         device: move the bundle there (``"cpu"``, ``"cuda"``); None keeps the bundle's device.
+        trust_code: when loading ``bundle``, allow classifiers that are code (factory,
+            TorchScript); see `cfattack.bundle.loader.load_bundle`. Only for trusted bundles.
 
     Raises:
+        UntrustedCodeError: the bundle holds code classifiers and ``trust_code`` is False.
         BundleError, NetworkLoadError: the bundle or its descriptor model cannot be loaded.
     """
 
@@ -61,9 +64,11 @@ class Explainer:
         bundle: Bundle | str | os.PathLike = "default",
         config: ExplainConfig | None = None,
         device: str | torch.device | None = None,
+        *,
+        trust_code: bool = False,
     ) -> None:
         if not isinstance(bundle, Bundle):
-            bundle = load_bundle(bundle, device=device or "cpu")
+            bundle = load_bundle(bundle, device=device or "cpu", trust_code=trust_code)
         elif device is not None:
             bundle.to(device)
         self.bundle = bundle
@@ -75,6 +80,18 @@ class Explainer:
         from descriptors import default_descriptors
 
         self.descriptors = default_descriptors(bundle.spec.image.channels)
+
+    def effective_config(self) -> ExplainConfig:
+        """The settings an explanation really runs with (and records).
+
+        In space ``w`` the attack moves one w per image, so the start must be an inversion in W:
+        inverting in W+ and averaging its entries would start from an image that was never
+        checked against the input. An inversion set to W+ is therefore run in W for that space.
+        """
+        cfg = self.config
+        if cfg.attack.space == "w" and cfg.inversion.latent != "w":
+            cfg = cfg.model_copy(update={"inversion": cfg.inversion.model_copy(update={"latent": "w"})})
+        return cfg
 
     def clear_cache(self) -> None:
         """Forget the inversions kept for reuse, so the next explanation inverts from scratch (timing, memory)."""
@@ -146,13 +163,16 @@ class Explainer:
         classifier: str | None = None,
         batch_size: int = 32,
         on_stage: Callable[[str], None] | None = None,
+        on_progress: Callable[[str, int, int], None] | None = None,
     ) -> list[Explanation]:
         """Explain many images in batches of ``batch_size`` (one target for all, or one each).
 
         All inputs are read and checked before any work starts, so a bad one fails fast;
         batch jobs that must go on past bad items check them one by one with `load`.
         ``on_stage(name)`` is called as each stage of a batch begins ("classify", "invert",
-        "attack", "attribute"), e.g. to drive a progress bar.
+        "attack", "attribute"); ``on_progress(stage, done, total)`` as work inside a stage
+        moves: "invert" counts refinement steps, "attack" the batch's finished items. Both are
+        for progress bars.
         """
         if isinstance(images, (str, os.PathLike, torch.Tensor)):
             images = [images]
@@ -168,7 +188,8 @@ class Explainer:
             chunk = loaded[start:start + batch_size]
             x = torch.stack([tensor for tensor, _ in chunk])
             paths = [path for _, path in chunk]
-            results += self._explain_batch(x, target_indices[start:start + batch_size], name, paths, on_stage)
+            results += self._explain_batch(x, target_indices[start:start + batch_size], name, paths, on_stage,
+                                           on_progress)
         return results
 
     def _classifier_name(self, classifier: str | None) -> str:
@@ -181,8 +202,9 @@ class Explainer:
         classifier_name: str,
         paths: list[str | None],
         on_stage: Callable[[str], None] | None = None,
+        on_progress: Callable[[str, int, int], None] | None = None,
     ) -> list[Explanation]:
-        cfg = self.config
+        cfg = self.effective_config()
         stage = on_stage or (lambda name: None)
         timings: dict[str, float] = {}
         clf = self.bundle.classifier(classifier_name)
@@ -203,16 +225,17 @@ class Explainer:
             timings["inversion"] = 0.0
             stage("attack")
             tic = time.perf_counter()
-            result = attack.run(None, target_tensor, images=x)
+            result = attack.run(None, target_tensor, images=x, on_step=_attack_progress(on_progress))
         else:
             stage("invert")
             tic = time.perf_counter()
-            inversion = self._invert(x, clf)
+            inversion = self._invert(x, clf, on_progress)
             timings["inversion"] = time.perf_counter() - tic
             stage("attack")
             tic = time.perf_counter()
             directions = translation_directions(G, inversion.ws) if cfg.attack.shift_lr is not None else None
-            result = attack.run(inversion.ws, target_tensor, shift_directions=directions)
+            result = attack.run(inversion.ws, target_tensor, shift_directions=directions,
+                                on_step=_attack_progress(on_progress))
         timings["attack"] = time.perf_counter() - tic
 
         stage("attribute")
@@ -245,16 +268,18 @@ class Explainer:
             explanations.append(explanation)
         return explanations
 
-    def _invert(self, x: torch.Tensor, clf: torch.nn.Module) -> InversionResult:
+    def _invert(self, x: torch.Tensor, clf: torch.nn.Module,
+                on_progress: Callable[[str, int, int], None] | None = None) -> InversionResult:
         """Invert x, reusing the latents of an identical earlier batch (e.g. another classifier).
 
         Inversion does not depend on the classifier (it only sets the label flags, which
         `Inverter.judge` recomputes) and is deterministic, so a reused result is the one a fresh
         run would give. A few recent batches are kept.
         """
-        inverter = Inverter(self.bundle.generator, self.bundle.encoder, clf, self.config.inversion)
+        settings = self.effective_config().inversion
+        inverter = Inverter(self.bundle.generator, self.bundle.encoder, clf, settings)
         key = (hashlib.sha1(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest(), tuple(x.shape), str(x.device),
-               self.config.inversion.model_dump_json())
+               settings.model_dump_json())
         cached = self._inversions.pop(key, None)
         result = inverter.invert(x) if cached is None else inverter.judge(cached, x)
         self._inversions[key] = result
@@ -303,26 +328,39 @@ class Explainer:
         measured: list[DescriptorChange],
         timings: dict[str, float],
     ) -> Explanation:
+        cfg = self.effective_config()
         names = list(self.bundle.class_names)
         summary = result.summary()[i]
         warnings: list[str] = []
+        reached, reason = summary.reached, summary.reason
         report = None
         if inversion is not None:
             label_match = None if inversion.label_match is None else bool(inversion.label_match[i])
             report = InversionReport(
                 psnr=float(inversion.psnr[i]), ssim=float(inversion.ssim[i]),
-                encoder_psnr=float(inversion.encoder_psnr[i]), steps=self.config.inversion.steps,
+                encoder_psnr=float(inversion.encoder_psnr[i]), steps=cfg.inversion.steps,
                 label_match=label_match, flagged=bool(inversion.flagged[i]), reasons=inversion.reasons[i],
             )
             if report.flagged:
                 warnings.append("poor inversion: " + "; ".join(report.reasons)
                                 + " -- the counterfactual explains the reconstruction, not the input")
+        # A start that is already the target, or that the classifier labels unlike the input, makes
+        # the result no counterfactual of the input: say so, and never count it as reached.
+        if cfg.attack.space != "pixel" and summary.reached and summary.steps == 0:
+            reached, reason = False, "start_past_threshold"
+            warnings.append(f"the reconstruction is already {names[target]!r} (p={summary.target_probability:.2f}): the "
+                            "inversion changed the class, so there is no counterfactual of the input to show")
+        elif cfg.attack.space != "pixel" and summary.source_class != source:
+            reached, reason = False, "start_mislabelled"
+            warnings.append(f"the attack started from a reconstruction labelled {names[summary.source_class]!r}, not "
+                            f"{names[source]!r} as the input: the result explains another image and does not count "
+                            "as reached")
         if not summary.reached:
             warnings.append(
                 f"target not reached: stopped by {summary.reason} after {summary.steps} steps "
-                f"at p={summary.target_probability:.3f} (threshold {self.config.attack.threshold:g})"
+                f"at p={summary.target_probability:.3f} (threshold {cfg.attack.threshold:g})"
             )
-        if attribution_source == "measured" and self.config.attack.space != "pixel":
+        if attribution_source == "measured" and cfg.attack.space != "pixel":
             warnings.append("the bundle has no latent descriptor predictors; attributions are measured on the images")
         return Explanation(
             image=path,
@@ -335,13 +373,13 @@ class Explainer:
             start_class=names[summary.source_class],
             target=names[target],
             target_index=target,
-            reached=summary.reached,
-            reason=summary.reason,
+            reached=reached,
+            reason=reason,
             steps=summary.steps,
-            threshold=self.config.attack.threshold,
+            threshold=cfg.attack.threshold,
             target_probability=summary.target_probability,
             counterfactual_class=names[cf_class],
-            space=self.config.attack.space,
+            space=cfg.attack.space,
             latent_distance=summary.latent_distance,
             pixel_rms=summary.pixel_rms,
             shift_px=summary.shift_px,
@@ -353,8 +391,15 @@ class Explainer:
             measured=measured,
             warnings=warnings,
             timings={k: round(v, 4) for k, v in timings.items()},
-            config=self.config,
+            config=cfg,
         )
+
+
+def _attack_progress(on_progress: Callable[[str, int, int], None] | None) -> Callable[[int, int, int], None] | None:
+    """`LatentAttack`'s per-step callback as an ``on_progress("attack", finished items, items)`` call."""
+    if on_progress is None:
+        return None
+    return lambda step, done, total: on_progress("attack", done, total)
 
 
 def _clamp_straight_through(images: torch.Tensor) -> torch.Tensor:
@@ -375,9 +420,13 @@ def explain(
     classifier: str | None = None,
     config: ExplainConfig | None = None,
     out: str | os.PathLike | None = None,
+    trust_code: bool = False,
 ) -> Explanation:
-    """One-call convenience: build an `Explainer`, explain one image, optionally save the report."""
-    explanation = Explainer(bundle, config).explain(image, target, classifier=classifier)
+    """One-call convenience: build an `Explainer`, explain one image, optionally save the report.
+
+    ``trust_code`` allows a bundle's code classifiers (factory, TorchScript); see `Explainer`.
+    """
+    explanation = Explainer(bundle, config, trust_code=trust_code).explain(image, target, classifier=classifier)
     if out is not None:
         explanation.save(Path(out))
     return explanation

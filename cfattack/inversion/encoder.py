@@ -4,8 +4,9 @@ The encoder predicts offsets from the generator's average latent ``w_avg`` (one 
 ws entry in W+ mode, one shared offset in W mode): starting at the mean keeps early
 predictions on the generator's manifold, and offsets are small, well-scaled targets.
 
-Checkpoints (``cfattack.encoder/1``) hold only plain kwargs and tensors, loaded with
-``torch.load(weights_only=True)``::
+Checkpoints (``cfattack.encoder/1``) hold only plain kwargs and tensors, read with
+`cfattack.torch_zip.read_torch_zip` (no code runs, every declared size is checked first; the
+kwargs are built on the meta device and must need exactly the tensors the file holds)::
 
     E = Encoder(img_resolution=32, img_channels=1, num_ws=G.num_ws, w_dim=G.w_dim, w_avg=G.mapping.w_avg)
     ws = E(images)                      # [N, num_ws, w_dim]
@@ -23,7 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from cfattack.atomic import atomic_torch_save
+from cfattack.bounded_pickle import FormatError, network_bytes_limit, plain_copy
 from cfattack.errors import NetworkLoadError
+from cfattack.torch_zip import read_torch_zip
 
 __all__ = ["Encoder", "save_encoder_checkpoint", "load_encoder_checkpoint", "ENCODER_FORMAT"]
 
@@ -115,22 +118,58 @@ def save_encoder_checkpoint(E: Encoder, path: str | os.PathLike, *, metadata: di
     return atomic_torch_save(payload, path)
 
 
-def load_encoder_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Encoder:
-    """Read an encoder written by `save_encoder_checkpoint` (no code from the file runs)."""
+def _first_line(exc: BaseException) -> str:
+    return f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0]:.200}"
+
+
+def _fit_problem(expected: dict[str, torch.Tensor], state: dict[str, Any]) -> str | None:
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {list(state[k].shape)} vs {list(v.shape)}" for k, v in expected.items()
+             if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != v.shape]
+    bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    parts = [f"{label} {', '.join(map(str, names[:3]))}" for label, names in
+             (("missing", missing), ("unexpected", unexpected), ("shape mismatch (file vs model)", wrong),
+              ("not tensors", bad)) if names]
+    return "; ".join(parts) or None
+
+
+def load_encoder_checkpoint(
+    path: str | os.PathLike, device: str | torch.device = "cpu", *, max_bytes: int | None = None
+) -> Encoder:
+    """Read an encoder written by `save_encoder_checkpoint` (no code from the file runs).
+
+    ``max_bytes`` limits the bytes of its tensors (default `cfattack.bounded_pickle.MAX_NETWORK_BYTES`
+    or ``$CFATTACK_MAX_NETWORK_BYTES``). Raises `NetworkLoadError` (one line) for anything wrong.
+    """
     path = Path(path)
     if not path.is_file():
         raise NetworkLoadError(f"encoder file {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt files; report them as one
-        raise NetworkLoadError(f"{path} is not a readable cfattack encoder checkpoint ({type(exc).__name__})") from exc
+    limit = network_bytes_limit(max_bytes)
+    payload = read_torch_zip(path, str(path), what="cfattack encoder checkpoint", max_bytes=limit)
     if not isinstance(payload, dict) or payload.get("format") != ENCODER_FORMAT:
         raise NetworkLoadError(f"{path} is not a cfattack encoder checkpoint (expected format {ENCODER_FORMAT})")
+    state = payload.get("state_dict")
+    if not isinstance(state, dict):
+        raise NetworkLoadError(f"{path}: encoder checkpoint has no state_dict")
     try:
-        E = Encoder(**payload["kwargs"])
-        state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+        kwargs = plain_copy(payload.get("kwargs"), "kwargs")
+        if not isinstance(kwargs, dict):
+            raise FormatError("kwargs is not a dict")
+        # The architecture on the meta device (no memory) must need exactly the file's tensors.
+        with torch.device("meta"):
+            expected = Encoder(**kwargs).state_dict()
+    except Exception as exc:  # untrusted kwargs: any failure to build means bad settings
+        raise NetworkLoadError(f"{path}: encoder settings are unusable: {_first_line(exc)}") from exc
+    problem = _fit_problem(expected, state)
+    if problem is None and sum(t.numel() for t in expected.values()) * 4 > limit:
+        problem = "it needs more than the byte limit (raise it with max_bytes= or CFATTACK_MAX_NETWORK_BYTES)"
+    if problem is not None:
+        raise NetworkLoadError(f"{path}: encoder weights do not match its settings: {problem}")
+    try:
+        E = Encoder(**kwargs)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         E.load_state_dict(state, strict=True)
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
-        raise NetworkLoadError(f"{path}: encoder weights do not match its settings: {str(exc).splitlines()[0]}") from exc
+        raise NetworkLoadError(f"{path}: encoder weights do not match its settings: {_first_line(exc)}") from exc
     return E.to(device).eval()
-

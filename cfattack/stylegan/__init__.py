@@ -6,7 +6,8 @@ format; ``translation`` finds the ws changes that move an image by whole pixels.
 
 The official pickle reader is ``safe_unpickler`` (the restricted unpickler) over
 ``pickle_records`` (the inert values it rebuilds) and ``file_access`` (bounded, sniffing reads),
-with ``official_pickle`` turning records into networks; ``generator_build`` builds a Generator
+with ``official_pickle`` turning records into networks; ``generator_build`` checks the kwargs on
+paper (ranges, layer plan, weights described vs present) and builds a Generator
 from either format's kwargs and weights, and ``loading`` picks the format by content.
 """
 

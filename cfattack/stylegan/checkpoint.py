@@ -2,8 +2,10 @@
 
 Generators we train are saved in a format separate from NVIDIA's pickles, and simpler: a
 ``torch.save`` zip of plain types (``format``, ``class``, ``init_kwargs``, ``state_dict``,
-``extra``) read back with ``torch.load(weights_only=True)``. The ``format`` string
-(`CHECKPOINT_FORMAT`) names the layout and never changes for existing files.
+``extra``), readable with ``torch.load(weights_only=True)``. We read it back with
+`cfattack.torch_zip.read_torch_zip`, which checks every declared size before allocating (and
+`cfattack.stylegan.generator_build` checks the kwargs against the weights). The ``format``
+string (`CHECKPOINT_FORMAT`) names the layout and never changes for existing files.
 
 Example::
 
@@ -15,18 +17,18 @@ Example::
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from cfattack.atomic import atomic_write
+from cfattack.bounded_pickle import FormatError, network_bytes_limit, plain_copy
 from cfattack.errors import InvalidInputError, NetworkLoadError
-from cfattack.stylegan.file_access import _MAX_DEPTH, _ZIP_MAGIC, _one_line, _open_binary, _source_name
+from cfattack.stylegan.file_access import _MAX_DEPTH, _ZIP_MAGIC, _open_binary, _source_name
 from cfattack.stylegan.generator import Generator
 from cfattack.stylegan.generator_build import _as_device, _build_generator
+from cfattack.torch_zip import read_torch_zip
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -111,23 +113,13 @@ def save_generator_checkpoint(G: Generator, path: str | os.PathLike, *, extra: d
     return path
 
 
-_TORCH_LOAD_FAILURES = (
-    RuntimeError,
-    pickle.UnpicklingError,
-    EOFError,
-    ValueError,
-    KeyError,
-    TypeError,
-    AttributeError,
-    IndexError,
-    OSError,
-    zipfile.BadZipFile,
-    MemoryError,
-)
-
-
-def read_generator_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+def read_generator_checkpoint(path: str | os.PathLike, *, max_bytes: int | None = None) -> dict[str, Any]:
     """The validated contents of a cfattack checkpoint, without building the network.
+
+    Args:
+        path: the checkpoint.
+        max_bytes: limit on the bytes of its tensors (default
+            `cfattack.bounded_pickle.MAX_NETWORK_BYTES` or ``$CFATTACK_MAX_NETWORK_BYTES``).
 
     Returns:
         ``{"format", "class", "init_kwargs", "state_dict", "extra"}`` (CPU tensors).
@@ -136,15 +128,11 @@ def read_generator_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     f, _ = _open_binary(path, source)
     with f:
         head = f.read(4)
-        if not head:
-            raise NetworkLoadError(f"{source}: the file is empty")
-        if head != _ZIP_MAGIC:
-            raise NetworkLoadError(f"{source}: not a cfattack generator checkpoint (not a zip archive)")
-        f.seek(0)
-        try:
-            data = torch.load(f, map_location="cpu", weights_only=True)
-        except _TORCH_LOAD_FAILURES as exc:
-            raise NetworkLoadError(f"{source}: not a readable cfattack checkpoint ({_one_line(exc)})") from exc
+    if not head:
+        raise NetworkLoadError(f"{source}: the file is empty")
+    if head != _ZIP_MAGIC:
+        raise NetworkLoadError(f"{source}: not a cfattack generator checkpoint (not a zip archive)")
+    data = read_torch_zip(path, source, what="cfattack checkpoint", max_bytes=max_bytes)
 
     def fail(problem: str) -> NetworkLoadError:
         return NetworkLoadError(f"{source}: not a cfattack generator checkpoint: {problem}")
@@ -162,20 +150,25 @@ def read_generator_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     ):
         raise fail("state_dict must map names to tensors")
     try:
-        _check_plain(init_kwargs, "init_kwargs")
-        _check_plain(extra, "extra")
-    except InvalidInputError as exc:
+        # Copies with a value budget: shared references in the file cannot expand here.
+        init_kwargs = plain_copy(init_kwargs, "init_kwargs", max_depth=_MAX_DEPTH)
+        extra = plain_copy(extra, "extra", max_depth=_MAX_DEPTH)
+    except FormatError as exc:
         raise fail(str(exc)) from exc
     return {"format": CHECKPOINT_FORMAT, "class": "Generator", "init_kwargs": init_kwargs,
-            "state_dict": state_dict, "extra": extra}
+            "state_dict": dict(state_dict), "extra": extra}
 
 
-def load_generator_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
+def load_generator_checkpoint(
+    path: str | os.PathLike, device: str | torch.device = "cpu", *, max_bytes: int | None = None
+) -> Generator:
     """Our Generator from a checkpoint written by `save_generator_checkpoint`.
 
     Returns a Generator in eval mode with ``requires_grad`` off, on ``device``. Use
-    `read_generator_checkpoint` for the ``extra`` metadata.
+    `read_generator_checkpoint` for the ``extra`` metadata. ``max_bytes`` raises or lowers the
+    limit on the file's tensors (see `read_generator_checkpoint`).
     """
     device = _as_device(device)
-    data = read_generator_checkpoint(path)
-    return _build_generator(data["init_kwargs"], data["state_dict"], "the generator", _source_name(path), device)
+    limit = network_bytes_limit(max_bytes)
+    data = read_generator_checkpoint(path, max_bytes=limit)
+    return _build_generator(data["init_kwargs"], data["state_dict"], "the generator", _source_name(path), device, limit)

@@ -3,64 +3,30 @@
 Shared by the official-pickle reader (`cfattack.stylegan.safe_unpickler`), our checkpoint
 format (`cfattack.stylegan.checkpoint`) and `cfattack.stylegan.loading`, which all accept a path
 or (for pickles) a binary file object and report every failure as a one-line error naming it.
-Kept apart from the unpickler so the checkpoint side needs none of the pickle machinery.
+The reader that refuses reads past the known end is `cfattack.bounded_pickle.BoundedReader`.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import pickletools
 from pathlib import Path
 from typing import IO, Any
 
+# Re-exported under their old names for the readers of this package.
+from cfattack.bounded_pickle import BoundedReader as _BoundedReader  # noqa: F401
+from cfattack.bounded_pickle import TruncatedError as _TruncatedError  # noqa: F401
 from cfattack.errors import InvalidInputError, NetworkLoadError
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _MAX_DEPTH = 64  # nesting limit when walking module trees and kwargs from a file
+# First bytes a protocol 0/1 pickle can start with (any opcode those protocols know).
+_OLD_PICKLE_OPCODES = frozenset(op.code.encode("latin-1")[0] for op in pickletools.opcodes if op.proto <= 1)
 
 
 # ---------------------------------------------------------------------------------------------
 # Reading the file.
-
-
-class _BoundedReader:
-    """File wrapper for the unpickler: refuses reads past the known end (truncation) up front.
-
-    Without it a corrupt length field could make the unpickler allocate a huge buffer before
-    noticing the file is short. ``peek``/``readinto`` are deliberately absent, so the unpickler
-    asks for exactly the bytes each opcode needs.
-    """
-
-    def __init__(self, raw: IO[bytes], remaining: int | None) -> None:
-        self._raw = raw
-        self._remaining = remaining
-
-    def _take(self, n: int) -> None:
-        if self._remaining is not None:
-            if n > self._remaining:
-                raise _TruncatedError()
-            self._remaining -= n
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            data = self._raw.read()
-        else:
-            self._take(n)
-            data = self._raw.read(n)
-            if len(data) != n:
-                raise _TruncatedError()
-            return data
-        self._take(len(data))
-        return data
-
-    def readline(self, limit: int = -1) -> bytes:
-        line = self._raw.readline(limit)
-        self._take(len(line))
-        return line
-
-
-class _TruncatedError(Exception):
-    pass
 
 
 def _source_name(path_or_file: Any) -> str:
@@ -140,6 +106,11 @@ class _PrefixedReader(io.RawIOBase):
 def _is_pickle_header(head: bytes) -> bool:
     # Official pickles are written with protocol 4; anything from 2 on starts with PROTO.
     return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def _may_be_old_pickle(head: bytes) -> bool:
+    """Whether the first byte is an opcode of pickle protocol 0 or 1 (which have no header)."""
+    return bool(head) and head[0] in _OLD_PICKLE_OPCODES
 
 
 def _one_line(exc: BaseException) -> str:

@@ -4,7 +4,9 @@
 never executes the source such pickles embed), checks that ``G_ema``/``G`` are StyleGAN3
 generators with constructor kwargs NVIDIA's code knows, flattens their records into state
 dicts, and has `cfattack.stylegan.generator_build` build our `Generator` with a strict state
-dict. Other networks (``D``, ``augment_pipe``) come back as plain data.
+dict. Other networks (``D``, ``augment_pipe``) come back as plain data. The walks over the
+records are bounded too: settings by a value budget (shared references cannot expand), module
+trees by depth and size, and each record may appear once in a tree.
 
 Example::
 
@@ -22,8 +24,9 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from cfattack.errors import InvalidInputError, NetworkLoadError, UnsafePickleError
-from cfattack.stylegan.file_access import _MAX_DEPTH, _source_name
+from cfattack.bounded_pickle import LimitError, network_bytes_limit, plain_copy
+from cfattack.errors import CfattackError, InvalidInputError, NetworkLoadError, UnsafePickleError
+from cfattack.stylegan.file_access import _MAX_DEPTH, _one_line, _source_name
 from cfattack.stylegan.generator_build import _as_device, _build_generator
 from cfattack.stylegan.pickle_records import PersistentRecord, _ArraySpec, _FormatError, _TensorRef
 from cfattack.stylegan.safe_unpickler import _unpickle_network
@@ -46,41 +49,32 @@ _OFFICIAL_GENERATOR_KWARGS = frozenset(
     }
 )
 _OFFICIAL_MAPPING_KWARGS = frozenset({"num_layers", "lr_multiplier", "w_avg_beta"})
-# Generous bounds on the integer kwargs (released models use at most 1024 px, 1024 channels,
-# 14 layers): values beyond them would only make construction exhaust memory or time.
-_OFFICIAL_INT_LIMITS = {
-    "z_dim": 65536, "c_dim": 1 << 20, "w_dim": 65536, "img_resolution": 16384, "img_channels": 64,
-    "channel_base": 1 << 24, "channel_max": 65536, "num_layers": 256, "num_critical": 256,
-    "margin_size": 4096, "num_fp16_res": 64, "conv_kernel": 15, "filter_size": 64, "lrelu_upsampling": 16,
-    "mapping.num_layers": 256,
-}
+_MAX_MODULES = 10_000  # modules in one network tree (a 1024 px StyleGAN3 G has about 50)
+_MAX_TENSORS = 100_000  # parameters and buffers in one network tree
+_MAX_NAME = 256  # characters of one member name
+_MAX_SETTING_ARRAY = 4096  # elements of a numpy array inside settings (NVIDIA's hold a few)
 
 
 # ---------------------------------------------------------------------------------------------
 # From records to networks.
 
 
-def _to_plain(value: Any, what: str, depth: int = 0) -> Any:
-    """A copy of a kwargs-like value with only plain Python types (numpy scalars converted)."""
-    if depth > _MAX_DEPTH:
-        raise _FormatError(f"{what} is nested too deeply")
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
+def _numpy_leaf(value: Any) -> Any:
     if isinstance(value, np.generic) and value.dtype.kind in "biuf":
         return value.item()
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise _FormatError(f"{what} has a non-string key {key!r:.40}")
-            out[key] = _to_plain(item, what, depth + 1)
-        return out
-    if isinstance(value, (list, tuple)):
-        items = [_to_plain(item, what, depth + 1) for item in value]
-        return items if isinstance(value, list) else tuple(items)
     if isinstance(value, _ArraySpec) and value.array is not None:
+        if value.array.size > _MAX_SETTING_ARRAY:
+            raise LimitError(f"a numpy array of {value.array.size:,} values in settings (at most {_MAX_SETTING_ARRAY})")
         return value.array.tolist()
-    raise _FormatError(f"{what} holds an unsupported value of type {type(value).__name__}")
+    return NotImplemented
+
+
+def _to_plain(value: Any, what: str) -> Any:
+    """A copy of a kwargs-like value with only plain Python types (numpy scalars converted).
+
+    Shared references count once per visit (`plain_copy`), so a small file cannot expand here.
+    """
+    return plain_copy(value, what, convert=_numpy_leaf, max_depth=_MAX_DEPTH)
 
 
 def _module_dicts(record: PersistentRecord, where: str) -> tuple[Mapping, Mapping, Mapping, set]:
@@ -91,7 +85,7 @@ def _module_dicts(record: PersistentRecord, where: str) -> tuple[Mapping, Mappin
         if not isinstance(value, dict):  # dict in torch 2.x pickles, OrderedDict in torch 1.x
             raise _FormatError(f"{where} ({record.class_name}) is not a torch module (no {key})")
         for name in value:
-            if not isinstance(name, str) or not name or "." in name:
+            if not isinstance(name, str) or not name or "." in name or len(name) > _MAX_NAME:
                 raise _FormatError(f"{where} has a malformed member name {name!r:.40}")
         dicts.append(value)
     non_persistent = state.get("_non_persistent_buffers_set", set())
@@ -101,15 +95,26 @@ def _module_dicts(record: PersistentRecord, where: str) -> tuple[Mapping, Mappin
 
 
 def _state_dict_of(record: PersistentRecord, what: str) -> dict[str, torch.Tensor]:
-    """The flat ``state_dict()`` of a module record: names and order as torch would give them."""
+    """The flat ``state_dict()`` of a module record: names and order as torch would give them.
+
+    Each record may appear once in the tree: a record shared by two parents would be walked
+    once per path (2**40 times for a 40-level tree of shared pairs).
+    """
     out: dict[str, torch.Tensor] = {}
-    active: set[int] = set()
+    seen: set[int] = set()
+    depth = [0]
 
     def visit(rec: PersistentRecord, prefix: str) -> None:
         where = f"{what}.{prefix[:-1]}" if prefix else what
-        if id(rec) in active or len(active) > _MAX_DEPTH:
-            raise _FormatError(f"{where}: the module tree is cyclic or too deep")
-        active.add(id(rec))
+        if len(where) > 120:
+            where = f"{where[:60]}...{where[-57:]}"
+        if id(rec) in seen:
+            raise _FormatError(f"{where}: a module appears twice in the tree (shared or cyclic)")
+        if depth[0] > _MAX_DEPTH or len(seen) >= _MAX_MODULES:
+            raise LimitError(f"{where}: the module tree is deeper than {_MAX_DEPTH} levels or has more "
+                             f"than {_MAX_MODULES:,} modules")
+        seen.add(id(rec))
+        depth[0] += 1
         params, buffers, modules, non_persistent = _module_dicts(rec, where)
         for kind, members in (("parameter", params), ("buffer", buffers)):
             for name, value in members.items():
@@ -117,6 +122,8 @@ def _state_dict_of(record: PersistentRecord, what: str) -> dict[str, torch.Tenso
                     continue
                 if not isinstance(value, _TensorRef):
                     raise _FormatError(f"{kind} {prefix}{name} of {what} is not a tensor")
+                if len(out) >= _MAX_TENSORS:
+                    raise LimitError(f"{what} has more than {_MAX_TENSORS:,} tensors")
                 out[prefix + name] = value.tensor.detach()
         for name, child in modules.items():
             if child is None:
@@ -124,7 +131,7 @@ def _state_dict_of(record: PersistentRecord, what: str) -> dict[str, torch.Tenso
             if not isinstance(child, PersistentRecord):
                 raise _FormatError(f"submodule {prefix}{name} of {what} is not a network object")
             visit(child, f"{prefix}{name}.")
-        active.discard(id(rec))
+        depth[0] -= 1
 
     visit(record, "")
     return out
@@ -155,7 +162,7 @@ def _check_stylegan3_generator(record: Any, what: str) -> None:
 
 def _official_init_kwargs(record: PersistentRecord, what: str) -> dict[str, Any]:
     args = record.state.get("_init_args", ())
-    if args not in ((), []):
+    if not isinstance(args, (tuple, list)) or len(args) != 0:
         raise _FormatError(f"{what} was constructed with positional arguments, which is not supported")
     kwargs = _to_plain(record.state.get("_init_kwargs"), f"{what} init_kwargs")
     if not isinstance(kwargs, dict):
@@ -167,11 +174,7 @@ def _official_init_kwargs(record: PersistentRecord, what: str) -> dict[str, Any]
     unknown += [f"mapping_kwargs.{k}" for k in sorted(set(mapping_kwargs) - _OFFICIAL_MAPPING_KWARGS)]
     if unknown:
         raise _FormatError(f"{what} has unknown generator init_kwargs {unknown} (made by modified code?)")
-    for key, limit in _OFFICIAL_INT_LIMITS.items():
-        value = mapping_kwargs.get(key[8:]) if key.startswith("mapping.") else kwargs.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit):
-            raise _FormatError(f"{what} init_kwargs: {key}={value!r:.40} is not an int in [0, {limit}]")
-    return kwargs
+    return kwargs  # their values are checked, for both file formats, by generator_build
 
 
 
@@ -194,6 +197,7 @@ def load_network_pkl(
     *,
     device: str | torch.device = "cpu",
     load: Iterable[str] = ("G_ema", "G", "D"),
+    max_bytes: int | None = None,
 ) -> dict[str, Any]:
     """Read an official StyleGAN3 network pickle without executing anything from it.
 
@@ -203,6 +207,9 @@ def load_network_pkl(
         device: where the returned generators live.
         load: which networks to build, out of ``"G_ema"``, ``"G"``, ``"D"``, ``"augment_pipe"``
             (others are returned as None).
+        max_bytes: limit on the bytes of the file's tensors and of each generator built
+            (default `cfattack.bounded_pickle.MAX_NETWORK_BYTES`, 4 GiB, or
+            ``$CFATTACK_MAX_NETWORK_BYTES``); every official release fits the default.
 
     Returns:
         ``{"G_ema": Generator, "G": Generator | None, "D": record | None,
@@ -213,7 +220,8 @@ def load_network_pkl(
     Raises:
         UnsafePickleError: the pickle references a global outside the allow-list (naming it).
         NetworkLoadError: the file is missing, empty, truncated, not a pickle, not a StyleGAN3
-            network pickle, or its weights do not fit its constructor kwargs.
+            network pickle, over a limit (sizes, counts, nesting; checked before allocating), or
+            its weights do not fit its constructor kwargs.
 
     Example::
 
@@ -225,37 +233,49 @@ def load_network_pkl(
     if bad:
         raise InvalidInputError(f"load={wanted!r}: unknown network names {bad}; allowed: {list(NETWORK_KEYS)}")
     device = _as_device(device)
+    limit = network_bytes_limit(max_bytes)
     source = _source_name(path_or_file)
-    data = _unpickle_network(path_or_file, source)
-
+    data = _unpickle_network(path_or_file, source, limit)
     try:
-        if isinstance(data, tuple) and len(data) == 3:
-            raise _FormatError("this looks like a TensorFlow-era (StyleGAN/StyleGAN2) pickle, which is not supported")
-        if not isinstance(data, dict):
-            raise _FormatError(f"expected a dict of networks, got {type(data).__name__}")
-        if data.get("G_ema") is None:
-            keys = [k for k in data if isinstance(k, str)][:8]
-            raise _FormatError(f"no 'G_ema' network in it (keys: {keys})")
-        result: dict[str, Any] = dict.fromkeys((*NETWORK_KEYS, "training_set_kwargs"))
-        generators = {}
-        for name in ("G_ema", "G"):
-            record = data.get(name)
-            if record is None or name not in wanted and name != "G_ema":
-                continue
-            _check_stylegan3_generator(record, name)
-            if name in wanted:
-                generators[name] = (_official_init_kwargs(record, name), _state_dict_of(record, name))
-        for name in ("D", "augment_pipe"):
-            if data.get(name) is not None and name in wanted:
-                result[name] = _network_record(data[name], name)
-        kwargs = data.get("training_set_kwargs")
-        if kwargs is not None:
-            result["training_set_kwargs"] = _to_plain(kwargs, "training_set_kwargs")
-            if not isinstance(result["training_set_kwargs"], dict):
-                raise _FormatError("training_set_kwargs is not a dict")
+        generators, result = _read_records(data, wanted)
+        for name, (init_kwargs, state_dict) in generators.items():
+            result[name] = _build_generator(init_kwargs, state_dict, name, source, device, limit)
+    except LimitError as exc:
+        raise NetworkLoadError(f"{source}: refusing to load: {exc}") from exc
     except _FormatError as exc:
         raise NetworkLoadError(f"{source}: not a valid StyleGAN3 network pickle: {exc}") from exc
-
-    for name, (init_kwargs, state_dict) in generators.items():
-        result[name] = _build_generator(init_kwargs, state_dict, name, source, device)
+    except CfattackError:
+        raise
+    except Exception as exc:
+        # The records are untrusted data; a failure we did not foresee is still a bad file.
+        raise NetworkLoadError(f"{source}: not a valid StyleGAN3 network pickle ({_one_line(exc)})") from exc
     return result
+
+
+def _read_records(data: Any, wanted: tuple[str, ...]) -> tuple[dict[str, tuple[dict, dict]], dict[str, Any]]:
+    """(generator kwargs and state dicts to build, the result dict with the other networks)."""
+    if isinstance(data, tuple) and len(data) == 3:
+        raise _FormatError("this looks like a TensorFlow-era (StyleGAN/StyleGAN2) pickle, which is not supported")
+    if not isinstance(data, dict):
+        raise _FormatError(f"expected a dict of networks, got {type(data).__name__}")
+    if data.get("G_ema") is None:
+        keys = [k for k in data if isinstance(k, str)][:8]
+        raise _FormatError(f"no 'G_ema' network in it (keys: {keys})")
+    result: dict[str, Any] = dict.fromkeys((*NETWORK_KEYS, "training_set_kwargs"))
+    generators = {}
+    for name in ("G_ema", "G"):
+        record = data.get(name)
+        if record is None or name not in wanted and name != "G_ema":
+            continue
+        _check_stylegan3_generator(record, name)
+        if name in wanted:
+            generators[name] = (_official_init_kwargs(record, name), _state_dict_of(record, name))
+    for name in ("D", "augment_pipe"):
+        if data.get(name) is not None and name in wanted:
+            result[name] = _network_record(data[name], name)
+    kwargs = data.get("training_set_kwargs")
+    if kwargs is not None:
+        result["training_set_kwargs"] = _to_plain(kwargs, "training_set_kwargs")
+        if not isinstance(result["training_set_kwargs"], dict):
+            raise _FormatError("training_set_kwargs is not a dict")
+    return generators, result

@@ -5,33 +5,56 @@ embedded source, the attribute dict); tensors are rebuilt from their raw bytes (
 nested legacy ``torch.save`` stream of each storage, parsed here); numpy values go through a
 numeric-only reconstruction. These are the replacements the restricted unpickler of
 `cfattack.stylegan.safe_unpickler` maps its allow-list to; none of them can be mutated by pickle
-BUILD opcodes, so a hostile stream cannot tamper with them either.
+BUILD opcodes, so a hostile stream cannot tamper with them either. Sizes are checked before
+anything is allocated (`cfattack.bounded_pickle`): a storage holds exactly the bytes its stream
+declares and is read once however often it is referenced, every tensor is a fair view of its
+storage (no zero or overlapping strides, no two tensors over the same elements), and storages
+and numpy arrays count against the byte limit of the load (`LoadState`).
 """
 
 from __future__ import annotations
 
 import io
 import math
-import pickle
 import re
-from collections import OrderedDict
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from cfattack.bounded_pickle import (
+    BoundedReader,
+    BoundedUnpickler,
+    ByteBudget,
+    FormatError,
+    InertOrderedDict,
+    TruncatedError,
+    check_strided,
+    format_bytes,
+    new_ordered_dict,
+)
 from cfattack.errors import UnsafePickleError
 from cfattack.stylegan.file_access import _one_line
 
-__all__ = ["PersistentRecord"]
+__all__ = ["LoadState", "PersistentRecord"]
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # first value of a legacy (non-zip) torch.save stream
 _LEGACY_PROTOCOL = 1001
+_NESTED_MAX_OPS = 512  # a storage stream is five tiny pickles (about 40 opcodes)
+
+# The pickle is well-formed but not a network pickle we understand, or it exceeds a limit.
+_FormatError = FormatError
 
 
-class _FormatError(Exception):
-    """The pickle is well-formed but not a network pickle we understand (internal)."""
+class LoadState:
+    """What one load shares between the replacement functions: the byte budget, storages read."""
+
+    def __init__(self, budget: ByteBudget) -> None:
+        self.budget = budget
+        # id(payload) -> (payload, storage): a payload referenced again is the same storage,
+        # not a second copy (the payload is kept so its id cannot be reused).
+        self.storages: dict[int, tuple[bytes, _Storage]] = {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,12 +120,16 @@ class _TensorRef(_Inert):
 
 
 class _Storage(_Inert):
-    """A storage read from a nested legacy stream: a flat 1-D tensor of its dtype."""
+    """A storage read from a nested legacy stream: a flat 1-D tensor of its dtype.
 
-    __slots__ = ("data",)
+    ``claimed`` counts the elements tensors have taken from it: views may not overlap.
+    """
+
+    __slots__ = ("claimed", "data")
 
     def __init__(self, data: torch.Tensor) -> None:
         self.data = data
+        self.claimed = 0
 
 
 class _StorageType(_Inert):
@@ -156,10 +183,11 @@ class _DtypeSpec(_Inert):
 class _ArraySpec(_Inert):
     """A numpy array under reconstruction (``_reconstruct`` REDUCE, then BUILD with its bytes)."""
 
-    __slots__ = ("array",)
+    __slots__ = ("array", "budget")
 
-    def __init__(self) -> None:
+    def __init__(self, budget: ByteBudget) -> None:
         self.array: np.ndarray | None = None
+        self.budget = budget
 
     def __setstate__(self, state: Any) -> None:
         if self.array is not None or not isinstance(state, tuple) or len(state) != 5:
@@ -170,6 +198,8 @@ class _ArraySpec(_Inert):
         shape = _check_int_tuple(shape, "numpy array shape")
         if not isinstance(raw, (bytes, bytearray)) or len(raw) != math.prod(shape) * dtype.dtype.itemsize:
             raise _FormatError("numpy array data does not match its shape and dtype")
+        # Each array is a copy: the same bytes referenced many times count every time.
+        self.budget.charge(math.prod(shape), dtype.dtype.itemsize, f"a numpy array of {format_bytes(len(raw))}")
         flat = np.frombuffer(raw, dtype=dtype.dtype).copy()
         self.array = flat.reshape(shape, order="F" if is_fortran else "C")
 
@@ -219,23 +249,22 @@ def _rebuild_tensor_v2(
     backward_hooks: Any,
     metadata: Any = None,
 ) -> _TensorRef:
-    """Our version of ``torch._utils._rebuild_tensor_v2``: a strided view of a read storage."""
+    """Our version of ``torch._utils._rebuild_tensor_v2``: a checked strided view of a read storage."""
     if not isinstance(storage, _Storage):
         raise _FormatError("tensor data is not a storage")
-    offset = _check_int(storage_offset, "tensor storage offset")
-    size = _check_int_tuple(size, "tensor size")
-    stride = _check_int_tuple(stride, "tensor stride")
-    if len(size) != len(stride) or not isinstance(requires_grad, bool):
+    if not isinstance(requires_grad, bool):
         raise _FormatError("malformed tensor")
     _check_no_hooks(backward_hooks)
     if metadata:
         raise _FormatError("tensors with extra metadata are not supported")
-    if math.prod(size) == 0:
-        return _TensorRef(storage.data.new_empty(size))
-    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-    if last >= storage.data.numel():
-        raise _FormatError("tensor reaches past the end of its storage")
-    return _TensorRef(torch.as_strided(storage.data, size, stride, offset))
+    numel = check_strided(size, stride, storage_offset, storage.data.numel())
+    # Two tensors over the same elements would let a file of N bytes build networks of k * N.
+    storage.claimed += numel
+    if storage.claimed > storage.data.numel():
+        raise _FormatError("tensors share storage elements (their views overlap)")
+    if numel == 0:
+        return _TensorRef(storage.data.new_empty(tuple(size)))
+    return _TensorRef(torch.as_strided(storage.data, tuple(size), tuple(stride), storage_offset))
 
 
 def _rebuild_parameter(data: Any, requires_grad: Any, backward_hooks: Any) -> _TensorRef:
@@ -261,11 +290,12 @@ def _numpy_dtype(obj: Any, align: Any = False, copy: Any = True) -> _DtypeSpec:
     return _DtypeSpec(dtype)
 
 
-def _numpy_reconstruct(subtype: Any, shape: Any, typecode: Any) -> _ArraySpec:
+def _numpy_reconstruct(state: LoadState, subtype: Any, shape: Any, typecode: Any) -> _ArraySpec:
     """Our version of ``numpy.core.multiarray._reconstruct``: only plain ndarrays."""
-    if not isinstance(subtype, _NdarrayClass) or shape != (0,) or typecode not in (b"b", "b"):
+    if not isinstance(subtype, _NdarrayClass) or type(shape) is not tuple or shape != (0,) \
+            or typecode not in (b"b", "b"):
         raise _FormatError("unexpected numpy array reconstruction")
-    return _ArraySpec()
+    return _ArraySpec(state.budget)
 
 
 def _numpy_scalar(dtype: Any, raw: Any = None) -> Any:
@@ -275,28 +305,25 @@ def _numpy_scalar(dtype: Any, raw: Any = None) -> Any:
     return np.frombuffer(raw, dtype=dtype.dtype, count=1)[0].copy()
 
 
-def _new_ordered_dict(*args: Any) -> OrderedDict:
-    # REDUCE with () (then SETITEMS) is what pickles contain; an iterable of pairs is harmless.
-    if len(args) > 1:
-        raise _FormatError("malformed OrderedDict")
-    return OrderedDict(*args)
+def _new_ordered_dict(*args: Any) -> InertOrderedDict:
+    # REDUCE with () (then SETITEMS) is what pickles contain. The result refuses BUILD, which
+    # would otherwise set attributes such as ``get`` or ``items`` that shadow its methods.
+    return new_ordered_dict(*args)
 
 
-class _NestedStorageUnpickler(pickle.Unpickler):
+_STORAGE_TYPES = {("torch", name): _StorageType(name, dtype) for name, dtype in _STORAGE_DTYPES.items()}
+
+
+class _NestedStorageUnpickler(BoundedUnpickler):
     """Reads the pickles inside a legacy ``torch.save`` stream of one storage.
 
     Allowed globals: ``torch.<X>Storage`` classes only (as inert type tokens); the persistent id
     ``('storage', type, key, location, numel, None)`` becomes a `_StorageRef`.
     """
 
-    def __init__(self, file: IO[bytes], refs: dict[str, _StorageRef]) -> None:
-        super().__init__(file)
+    def __init__(self, file: Any, refs: dict[str, _StorageRef]) -> None:
+        super().__init__(file, _STORAGE_TYPES, max_ops=_NESTED_MAX_OPS)
         self._refs = refs
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(name, _STORAGE_DTYPES[name])
-        raise UnsafePickleError(f"{module}.{name}")
 
     def persistent_load(self, pid: Any) -> _StorageRef:
         if not isinstance(pid, tuple) or len(pid) != 6 or pid[0] != "storage":
@@ -312,23 +339,35 @@ class _NestedStorageUnpickler(pickle.Unpickler):
         return ref
 
 
-def _load_from_bytes(payload: Any) -> _Storage:
+def _load_from_bytes(state: LoadState, payload: Any) -> _Storage:
     """Our version of ``torch.storage._load_from_bytes``: parse the legacy stream ourselves.
 
     The stream is five small pickles (magic number, protocol version, system info, the storage
     as a persistent id, the list of storage keys), then for the storage an int64 element count
-    and the raw little-endian bytes.
+    and the raw little-endian bytes. A payload referenced again gives the same storage.
     """
-    if not isinstance(payload, (bytes, bytearray)):
+    if not isinstance(payload, bytes):
         raise _FormatError("storage payload is not bytes")
+    seen = state.storages.get(id(payload))
+    if seen is not None and seen[0] is payload:
+        return seen[1]
+    storage = _parse_storage_stream(payload, state.budget)
+    state.storages[id(payload)] = (payload, storage)
+    return storage
+
+
+def _parse_storage_stream(payload: bytes, budget: ByteBudget) -> _Storage:
     stream = io.BytesIO(payload)
+    reader = BoundedReader(stream, len(payload))
     refs: dict[str, _StorageRef] = {}
 
     def next_value() -> Any:
         try:
-            return _NestedStorageUnpickler(stream, refs).load()
+            return _NestedStorageUnpickler(reader, refs).load()
         except (UnsafePickleError, _FormatError):
             raise
+        except (TruncatedError, EOFError) as exc:
+            raise _FormatError("truncated storage payload") from exc
         except Exception as exc:  # untrusted bytes: any parser failure means a corrupt payload
             raise _FormatError(f"corrupt storage payload ({_one_line(exc)})") from exc
 
@@ -351,6 +390,7 @@ def _load_from_bytes(payload: Any) -> _Storage:
     start = stream.tell()
     if start + nbytes != len(payload):
         raise _FormatError("storage payload has the wrong length")
+    budget.charge(numel, dtype.itemsize, f"a storage of {format_bytes(nbytes)}")
     if nbytes == 0:
         return _Storage(torch.empty(0, dtype=dtype))
     raw = np.frombuffer(payload, dtype=np.uint8, count=nbytes, offset=start).copy()

@@ -6,23 +6,26 @@ that source. We never do. A restricted unpickler resolves only the handful of gl
 pickle legitimately references, each mapped to an inert replacement from
 `cfattack.stylegan.pickle_records`: network objects become `PersistentRecord` values, tensors
 are rebuilt from their raw bytes, numpy values through a numeric-only reconstruction. Any other
-global raises `UnsafePickleError` before anything is called. The file is read through the
-bounded, sniffing reader of `cfattack.stylegan.file_access`; turning the records into networks
-is `cfattack.stylegan.official_pickle`'s job.
+global raises `UnsafePickleError` before anything is called. The stream runs through the
+metered pure-Python unpickler of `cfattack.bounded_pickle` (bounded opcodes, memo, nesting and
+tensor bytes), read through the bounded, sniffing reader of `cfattack.stylegan.file_access`;
+turning the records into networks is `cfattack.stylegan.official_pickle`'s job.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import pickle
 from collections.abc import Callable
 from typing import IO, Any
 
+from cfattack.bounded_pickle import BoundedUnpickler, ByteBudget, LimitError, network_bytes_limit
 from cfattack.errors import NetworkLoadError, UnsafePickleError
 from cfattack.stylegan.file_access import (
     _ZIP_MAGIC,
     _BoundedReader,
     _is_pickle_header,
+    _may_be_old_pickle,
     _one_line,
     _open_binary,
     _remaining_bytes,
@@ -30,6 +33,7 @@ from cfattack.stylegan.file_access import (
     _TruncatedError,
 )
 from cfattack.stylegan.pickle_records import (
+    LoadState,
     PersistentRecord,
     _FormatError,
     _load_from_bytes,
@@ -46,25 +50,19 @@ from cfattack.stylegan.pickle_records import (
 _PERSISTENCE_VERSION = 6  # the only version of torch_utils.persistence records in StyleGAN3
 
 
-_NUMPY_GLOBALS: dict[str, Callable[..., Any]] = {
-    "_reconstruct": _numpy_reconstruct,
-    "scalar": _numpy_scalar,
-}
-
-
-def _allowed_globals(reconstruct_persistent: Callable[..., Any]) -> dict[tuple[str, str], Any]:
+def _allowed_globals(reconstruct_persistent: Callable[..., Any], state: LoadState) -> dict[tuple[str, str], Any]:
     """The whole allow-list of an official network pickle (pickle_format.md section 6)."""
     table: dict[tuple[str, str], Any] = {
         ("torch_utils.persistence", "_reconstruct_persistent_obj"): reconstruct_persistent,
         ("collections", "OrderedDict"): _new_ordered_dict,
         ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
         ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-        ("torch.storage", "_load_from_bytes"): _load_from_bytes,
+        ("torch.storage", "_load_from_bytes"): functools.partial(_load_from_bytes, state),
         ("numpy", "dtype"): _numpy_dtype,
     }
     for numpy_core in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1.x / 2.x
-        for name, fn in _NUMPY_GLOBALS.items():
-            table[(numpy_core, name)] = fn
+        table[(numpy_core, "_reconstruct")] = functools.partial(_numpy_reconstruct, state)
+        table[(numpy_core, "scalar")] = _numpy_scalar
     wrapped: dict[tuple[str, str], Any] = {
         key: _SafeCallable(f"{key[0]}.{key[1]}", fn) for key, fn in table.items()
     }
@@ -75,19 +73,16 @@ def _allowed_globals(reconstruct_persistent: Callable[..., Any]) -> dict[tuple[s
     return wrapped
 
 
-class _NetworkUnpickler(pickle.Unpickler):
-    """The restricted unpickler for official network pickles (no persistent ids at this level)."""
+class _NetworkUnpickler(BoundedUnpickler):
+    """The restricted unpickler for official network pickles (no persistent ids at this level).
 
-    def __init__(self, file: IO[bytes]) -> None:
-        super().__init__(file)
+    ``max_bytes`` limits the storages and arrays it reads (default: `network_bytes_limit`).
+    """
+
+    def __init__(self, file: IO[bytes], max_bytes: int | None = None) -> None:
         self._src_hashes: dict[str, str] = {}
-        self._globals = _allowed_globals(self._reconstruct_persistent_obj)
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return self._globals[(module, name)]
-        except KeyError:
-            raise UnsafePickleError(f"{module}.{name}") from None
+        self.state = LoadState(ByteBudget(network_bytes_limit(max_bytes)))
+        super().__init__(file, _allowed_globals(self._reconstruct_persistent_obj, self.state))
 
     def _reconstruct_persistent_obj(self, meta: Any) -> PersistentRecord:
         if not isinstance(meta, dict) or meta.get("type") != "class":
@@ -106,8 +101,9 @@ class _NetworkUnpickler(pickle.Unpickler):
         return PersistentRecord(class_name, digest, state)
 
 
-def _unpickle_network(path_or_file: Any, source: str) -> Any:
+def _unpickle_network(path_or_file: Any, source: str, max_bytes: int | None = None) -> Any:
     """Run the restricted unpickler over a file; every failure becomes a one-line error."""
+    limit = network_bytes_limit(max_bytes)
     f, owned = _open_binary(path_or_file, source)
     try:
         head, f = _sniff(f, len(_ZIP_MAGIC))
@@ -118,31 +114,43 @@ def _unpickle_network(path_or_file: Any, source: str) -> Any:
                 f"{source}: this is a zip archive (a cfattack checkpoint or torch.save file?), "
                 "not a network pickle; use load_generator or load_generator_checkpoint"
             )
-        if not _is_pickle_header(head):
-            if len(head) < 2 and head[:1] == b"\x80":
-                raise NetworkLoadError(f"{source}: the file is truncated")
-            raise NetworkLoadError(f"{source}: not a network pickle (no pickle protocol 2-5 header)")
+        not_network = NetworkLoadError(f"{source}: not a network pickle (no pickle protocol 2-5 header)")
+        # Protocol 0/1 streams are never networks; they are read (as safely) only so that one
+        # calling, say, posix.system is reported as what it is.
+        old_protocol = not _is_pickle_header(head)
+        if old_protocol and (head[:1] == b"\x80" or not _may_be_old_pickle(head)):
+            raise NetworkLoadError(f"{source}: the file is truncated") if len(head) < 2 else not_network
         reader = _BoundedReader(f, _remaining_bytes(f))
         try:
-            return _NetworkUnpickler(reader).load()
+            data = _NetworkUnpickler(reader, limit).load()
         except UnsafePickleError as exc:
             raise UnsafePickleError(
                 exc.global_name,
                 f"{source}: refusing to load: the pickle references the disallowed global "
                 f"{exc.global_name!r} (nothing from it was executed)",
             ) from None
-        except (_TruncatedError, EOFError) as exc:
-            raise NetworkLoadError(f"{source}: the file is truncated") from exc
-        except _FormatError as exc:
-            raise NetworkLoadError(f"{source}: not a valid StyleGAN3 network pickle: {exc}") from exc
-        except MemoryError as exc:
-            raise NetworkLoadError(f"{source}: corrupt pickle (absurd size field)") from exc
         except Exception as exc:
-            # The bytes are untrusted: whatever the C unpickler trips over (bad opcode, memo
-            # index, wrong types in REDUCE ...) means the same thing to the user: a corrupt file.
-            if "truncated" in str(exc):
-                raise NetworkLoadError(f"{source}: the file is truncated") from exc
-            raise NetworkLoadError(f"{source}: not a valid pickle ({_one_line(exc)})") from exc
+            raise (not_network if old_protocol else _read_error(exc, source)) from exc
+        if old_protocol:
+            raise not_network
+        return data
     finally:
         if owned:
             f.close()
+
+
+def _read_error(exc: Exception, source: str) -> NetworkLoadError:
+    """The one-line error for a failure inside the unpickler."""
+    if isinstance(exc, (_TruncatedError, EOFError)):
+        return NetworkLoadError(f"{source}: the file is truncated")
+    if isinstance(exc, LimitError):
+        return NetworkLoadError(f"{source}: refusing to load: {exc}")
+    if isinstance(exc, _FormatError):
+        return NetworkLoadError(f"{source}: not a valid StyleGAN3 network pickle: {exc}")
+    if isinstance(exc, MemoryError):
+        return NetworkLoadError(f"{source}: corrupt pickle (absurd size field)")
+    # The bytes are untrusted: whatever the unpickler trips over (bad opcode, memo index, wrong
+    # types in REDUCE ...) means the same thing to the user: a corrupt file.
+    if "truncated" in str(exc):
+        return NetworkLoadError(f"{source}: the file is truncated")
+    return NetworkLoadError(f"{source}: not a valid pickle ({_one_line(exc)})")

@@ -7,6 +7,11 @@ the class names of the training data and the provenance given, then loads the re
     assemble_bundle("my_bundle", generator="runs/gan/generator.pt", encoder="runs/enc/encoder.pt",
                     classifiers={"baseline": "runs/clf/classifier.pt"}, data="fashion-mnist",
                     name="fashion-mnist-32")
+
+A classifier is a cfattack checkpoint, a TorchScript file (recognised by its content), or a
+mapping ``{"file": ..., "kind": "factory", "factory": "pkg.module:callable", "kwargs": {...}}``
+with any other `ClassifierSpec` field. TorchScript and factories are code: they need
+``trust_code=True``, checked before anything is written.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from cfattack.atomic import atomic_write
-from cfattack.errors import InvalidInputError
+from cfattack.errors import InvalidInputError, UntrustedCodeError
 
 __all__ = ["assemble_bundle", "dataset_classes"]
 
@@ -62,11 +67,50 @@ def _check_descriptor_model(path: str | os.PathLike, G: Any) -> None:
                                 "`cfattack train descriptors --generator FILE --out FILE`")
 
 
+def _classifier_specs(classifiers: Mapping[str, Any], descriptions: Mapping[str, str]) -> dict[str, tuple[Path, Any]]:
+    """``{name: (source file, ClassifierSpec with its file inside the bundle)}``; nothing is written or run."""
+    from cfattack.bundle import ClassifierSpec
+    from cfattack.bundle.classifier import is_torchscript_archive
+    from cfattack.bundle.spec import condense_validation_error
+    from cfattack.classifiers.checkpoint import read_classifier_checkpoint
+    from pydantic import ValidationError
+
+    from cfattack.errors import NetworkLoadError
+
+    specs = {}
+    for name, entry in classifiers.items():
+        fields = dict(entry) if isinstance(entry, Mapping) else {"file": entry}
+        source = Path(fields.pop("file", "") or "")
+        if not source.is_file():
+            raise InvalidInputError(f"classifier {name!r}: {source} does not exist")
+        fields.setdefault("kind", "torchscript" if is_torchscript_archive(source) else "cfattack")
+        if fields["kind"] == "cfattack":
+            try:
+                meta = read_classifier_checkpoint(source).get("metadata", {})
+            except NetworkLoadError as exc:
+                raise NetworkLoadError(
+                    f"classifier {name!r}: {exc}; a state dict needs kind 'factory' and its factory "
+                    f"(CLI: --classifier-spec {name}=JSON)"
+                ) from exc
+            fields.setdefault("description", meta.get("description", ""))
+            fields.setdefault("metrics", {k: v for k, v in (meta.get("metrics") or {}).items()
+                                          if isinstance(v, (int, float, str, bool))})
+        if name in descriptions:
+            fields["description"] = descriptions[name]
+        try:
+            specs[name] = (source, ClassifierSpec(file=f"classifiers/{name}.pt", **fields))
+        except ValidationError as exc:
+            raise InvalidInputError(f"classifier {name!r}: {condense_validation_error(exc)}") from None
+        except TypeError as exc:
+            raise InvalidInputError(f"classifier {name!r}: {exc}") from None
+    return specs
+
+
 def assemble_bundle(
     out_dir: str | os.PathLike,
     *,
     generator: str | os.PathLike,
-    classifiers: Mapping[str, str | os.PathLike],
+    classifiers: Mapping[str, str | os.PathLike | Mapping[str, Any]],
     data: str,
     name: str,
     encoder: str | os.PathLike | None = None,
@@ -77,15 +121,34 @@ def assemble_bundle(
     commands: Sequence[str] = (),
     metrics: Mapping[str, Any] | None = None,
     classifier_descriptions: Mapping[str, str] | None = None,
+    trust_code: bool = False,
 ):
-    """Write a complete bundle into ``out_dir`` and return it loaded (a `cfattack.bundle.loader.Bundle`)."""
-    from cfattack.bundle import BundleSpec, ClassifierSpec, GeneratorSpec, ImageSpec, Provenance, load_bundle
-    from cfattack.classifiers.checkpoint import read_classifier_checkpoint
+    """Write a complete bundle into ``out_dir`` and return it loaded (a `cfattack.bundle.loader.Bundle`).
+
+    ``classifiers`` maps names to a file (cfattack checkpoint or TorchScript) or to a mapping of
+    `ClassifierSpec` fields with the source ``file``. ``trust_code`` allows TorchScript and
+    factory classifiers (refused before anything is written otherwise) and lets the final
+    `load_bundle` load them.
+
+    Raises:
+        UntrustedCodeError: a classifier is code and ``trust_code`` is False.
+        InvalidInputError, BundleError, NetworkLoadError: a file is missing, unreadable or does not fit.
+    """
+    from pydantic import ValidationError
+
+    from cfattack.bundle import CODE_KINDS, BundleError, BundleSpec, GeneratorSpec, ImageSpec, Provenance, load_bundle
+    from cfattack.bundle.spec import condense_validation_error
     from cfattack.stylegan.checkpoint import save_generator_checkpoint
     from cfattack.stylegan.loading import load_generator
 
     if not classifiers:
         raise InvalidInputError("a bundle needs at least one classifier")
+    classifier_files = _classifier_specs(classifiers, classifier_descriptions or {})
+    code = [f"classifier {n!r} ({source}) is code, of kind {spec.kind!r}"
+            for n, (source, spec) in classifier_files.items() if spec.kind in CODE_KINDS]
+    if code and not trust_code:
+        raise UntrustedCodeError(f"{'; '.join(code)}: add it only if you trust its author, with --trust-code (CLI) "
+                                 "or trust_code=True (Python); nothing was written")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     class_names, aliases, data_text = dataset_classes(data)
@@ -101,17 +164,10 @@ def assemble_bundle(
         _check_descriptor_model(descriptor_model, G)
         descriptor_rel = "descriptors.pt"
         _copy(descriptor_model, out / descriptor_rel)
-    specs = {}
-    for clf_name, path in classifiers.items():
-        rel = f"classifiers/{clf_name}.pt"
-        _copy(path, out / rel)
-        meta = read_classifier_checkpoint(path).get("metadata", {})
-        specs[clf_name] = ClassifierSpec(
-            kind="cfattack", file=rel,
-            description=(classifier_descriptions or {}).get(clf_name, meta.get("description", "")),
-            metrics={k: v for k, v in (meta.get("metrics") or {}).items() if isinstance(v, (int, float, str, bool))},
-        )
-    spec = BundleSpec(
+    for source, clf_spec in classifier_files.values():
+        _copy(source, out / clf_spec.file)
+    specs = {clf_name: clf_spec for clf_name, (_, clf_spec) in classifier_files.items()}
+    spec_fields = dict(
         name=name, description=description,
         image=ImageSpec(resolution=G.img_resolution, channels=G.img_channels),
         class_names=class_names, class_aliases=aliases,
@@ -122,5 +178,9 @@ def assemble_bundle(
         provenance=Provenance(commands=tuple(commands), data=data_text, metrics=dict(metrics or {}),
                               created=datetime.date.today()),
     )
+    try:
+        spec = BundleSpec(**spec_fields)
+    except ValidationError as exc:
+        raise BundleError(f"{out}: invalid bundle spec: {condense_validation_error(exc)}") from None
     spec.save(out)
-    return load_bundle(out)
+    return load_bundle(out, trust_code=trust_code)

@@ -66,3 +66,28 @@ class Builders:
 
 
 NOT_CALLABLE = 42
+
+
+class Forever(nn.Module):
+    """A network whose forward never returns (pure Python loop): trusted code that must be time-limited."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        while True:
+            x = x * self.weight
+
+
+def make_forever() -> Forever:
+    return Forever()
+
+
+class ScriptedForever(nn.Module):
+    """Scripted with torch.jit.script, a TorchScript program whose forward loops forever on finite input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        while bool(x.abs().sum() >= 0):
+            x = x * 1.0
+        return x

@@ -40,6 +40,8 @@ __all__ = [
     "module_record",
     "official_pickle_bytes",
     "snapshot_dumps",
+    "storage_blob",
+    "tensor_call",
     "write_official_pickle",
 ]
 
@@ -205,6 +207,19 @@ class _TensorValue:
         self.parameter = parameter
 
 
+def storage_blob(flat: torch.Tensor) -> _Blob:
+    """A storage holding ``flat``'s elements; the same object written twice is one memoized storage."""
+    return _Blob(flat)
+
+
+def tensor_call(storage: _Blob, shape: tuple, stride: tuple, offset: int = 0, parameter: bool = False) -> Call:
+    """A tensor as ``_rebuild_tensor_v2(storage, offset, shape, stride, ...)`` with any strides
+    (tests use it for views the reader must refuse), optionally wrapped in ``_rebuild_parameter``."""
+    plain = Call(GlobalRef("torch._utils", "_rebuild_tensor_v2"),
+                 (storage, offset, tuple(shape), tuple(stride), False, OrderedDict()))
+    return Call(GlobalRef("torch._utils", "_rebuild_parameter"), (plain, False, OrderedDict())) if parameter else plain
+
+
 def _reduce_tensor_value(value: _TensorValue) -> Any:
     t = value.tensor
     storage = _Blob(t)
@@ -323,24 +338,28 @@ def module_record(
     init_kwargs: dict | None = None,
     edit_state: Callable[[str, dict], None] | None = None,
     path: str = "",
+    tensor_form: Callable[[torch.Tensor, bool], Any] | None = None,
 ) -> _Persistent:
     """The persistent record of ``module`` and its submodules (class names from the module types).
 
     ``init_kwargs`` goes to the root's ``_init_kwargs`` (nested dicts become EasyDicts);
     submodules get an empty one. ``edit_state(path, state)`` may change each record's state
-    before it is written (tests use it to break files in controlled ways).
+    before it is written (tests use it to break files in controlled ways). ``tensor_form(tensor,
+    is_parameter)`` replaces how each parameter and buffer is written (e.g. with `tensor_call`,
+    so a module on the meta device can be described by views of a tiny storage).
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     core = "numpy._core.multiarray" if variant == "torch2" else "numpy.core.multiarray"
     container = dict if variant == "torch2" else OrderedDict
 
+    form = tensor_form or (lambda tensor, parameter: _TensorValue(tensor, parameter=parameter))
     state: dict[str, Any] = {"training": False}
     state["_parameters"] = container(
-        (n, None if p is None else _TensorValue(p, parameter=True)) for n, p in module._parameters.items()
+        (n, None if p is None else form(p, True)) for n, p in module._parameters.items()
     )
     state["_buffers"] = container(
-        (n, None if b is None else _TensorValue(b, parameter=False)) for n, b in module._buffers.items()
+        (n, None if b is None else form(b, False)) for n, b in module._buffers.items()
     )
     for key in _HOOK_KEYS[variant]:
         if key == "_non_persistent_buffers_set":
@@ -355,7 +374,8 @@ def module_record(
             None
             if child is None
             else module_record(
-                child, variant=variant, module_src=module_src, edit_state=edit_state, path=f"{path}{n}."
+                child, variant=variant, module_src=module_src, edit_state=edit_state, path=f"{path}{n}.",
+                tensor_form=tensor_form,
             ),
         )
         for n, child in module._modules.items()

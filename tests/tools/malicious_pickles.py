@@ -195,6 +195,9 @@ def _module_src_record(marker: Path) -> bytes:
     return snapshot_dumps({"G": record, "D": None, "G_ema": record, "augment_pipe": None, "training_set_kwargs": {}})
 
 
+_OLD_PROTOCOL_CASES = ("os_system", "posix_system", "subprocess_popen", "builtins_eval")
+
+
 def write_malicious_pickles(out_dir: str | Path, marker_dir: str | Path) -> list[MaliciousCase]:
     """Write every hostile pickle into ``out_dir``; their markers point into ``marker_dir``."""
     out_dir, marker_dir = Path(out_dir), Path(marker_dir)
@@ -210,6 +213,13 @@ def write_malicious_pickles(out_dir: str | Path, marker_dir: str | Path) -> list
     for name, expected, armed, build in _payloads():
         obj = build(marker_dir / f"{name}.marker")
         add(name, obj if isinstance(obj, bytes) else dumps(obj, protocol=4), expected, armed)
+    # Protocols 0 and 1 have no header: the reader must still name the global, not say "not a network".
+    old_protocol = [*(c for c in _payloads() if c[0] in _OLD_PROTOCOL_CASES),
+                    ("nt_system", "nt.system", False, lambda m: Call(GlobalRef("nt", "system"), (_sh(m),)))]
+    for name, expected, armed, build in old_protocol:
+        for protocol in (0, 1):
+            variant = f"{name}_protocol{protocol}"
+            add(variant, dumps(build(marker_dir / f"{variant}.marker"), protocol=protocol), expected, armed)
     add("nested_in_network", _nested_in_network(marker_dir / "nested_in_network.marker"), "os.system", False)
     add("hook_in_tensor", _hook_in_tensor(marker_dir / "hook_in_tensor.marker"), "os.system", False)
     add("module_src_record", _module_src_record(marker_dir / "module_src_record.marker"), None, False)

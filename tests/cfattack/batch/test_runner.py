@@ -34,7 +34,7 @@ from tests.cfattack.cli.test_cli import assert_one_line_failure
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
-REPORT_FILES = {"explanation.json", "counterfactual.png", "strip.png", "explanation.html"}
+REPORT_FILES = {"explanation.json", "counterfactual.png", "strip.png", "start.png", "path.gif", "explanation.html"}
 
 
 def item_folders(out: Path) -> set[str]:
@@ -55,7 +55,7 @@ def assert_clean(out: Path) -> None:
 
 def assert_same_job(out: Path, reference: Path) -> None:
     """The same items with exactly the same numbers (the merged files are written in item order)."""
-    for name in ("results.jsonl", "failures.jsonl", "global.json"):
+    for name in ("results.jsonl", "failures.jsonl", "global.json", "results.csv", "attributions.csv", "failures.csv"):
         assert (out / name).read_text() == (reference / name).read_text(), name
     assert item_folders(out) == item_folders(reference)
     for folder in item_folders(reference):

@@ -146,7 +146,7 @@ def _one_line_error(exc_info) -> str:
 
 def test_load_bundle_with_every_kind_of_network(tmp_path, assets):
     directory = _bundle_dir(tmp_path, assets, _spec())
-    b = load_bundle(directory)
+    b = load_bundle(directory, trust_code=True)
 
     assert isinstance(b, Bundle) and b.root == directory.resolve()
     assert isinstance(b.generator, Generator) and (b.generator.img_resolution, b.generator.img_channels) == (RES, CH)
@@ -191,7 +191,7 @@ def test_load_bundle_with_every_kind_of_network(tmp_path, assets):
 
 
 def test_classifiers_pass_gradients_to_images(tmp_path, assets):
-    b = load_bundle(_bundle_dir(tmp_path, assets, _spec()))
+    b = load_bundle(_bundle_dir(tmp_path, assets, _spec()), trust_code=True)
     images = torch.zeros(2, CH, RES, RES, requires_grad=True)
     b.classifier("factory")(images)[:, 3].sum().backward()
     assert images.grad is not None and images.grad.abs().sum() > 0
@@ -203,8 +203,8 @@ def test_official_pickle_generator_and_minimal_spec(tmp_path, assets):
                  default_classifier="only", class_aliases={})
     for key in ("description", "provenance", "latent_space", "truncation_psi", "format_version"):
         del spec[key]
-    b = load_bundle(_bundle_dir(tmp_path, assets, spec) / "bundle.json")  # the file itself works too
-    reference = load_bundle(_bundle_dir(tmp_path, assets, _spec(), "reference"))
+    b = load_bundle(_bundle_dir(tmp_path, assets, spec) / "bundle.json", trust_code=True)  # the file itself works too
+    reference = load_bundle(_bundle_dir(tmp_path, assets, _spec(), "reference"), trust_code=True)
     assert b.encoder is None and b.descriptor_model_path is None and b.spec.latent_space == "w+"
     ws = torch.randn(1, b.generator.num_ws, b.generator.w_dim)
     assert torch.allclose(b.generator.synthesis(ws), reference.generator.synthesis(ws), atol=1e-5)
@@ -215,7 +215,8 @@ def test_factory_variants(tmp_path, assets):
         "wrapped": _classifier(file="classifiers/tiny_wrapped.pt"),  # {"state_dict": ..., "epoch": ...}
         "dotted": _classifier(factory=f"{FACTORIES}:Builders.tiny"),
     }
-    b = load_bundle(_bundle_dir(tmp_path, assets, _spec(classifiers=classifiers, default_classifier="dotted")))
+    directory = _bundle_dir(tmp_path, assets, _spec(classifiers=classifiers, default_classifier="dotted"))
+    b = load_bundle(directory, trust_code=True)
     images = torch.rand(2, CH, RES, RES)
     assert torch.allclose(b.classifier("wrapped")(images), b.classifier("dotted")(images))
 
@@ -232,7 +233,7 @@ def test_input_normalization_is_applied(tmp_path, assets):
                            "input_normalization": norm}}
     directory = _bundle_dir(tmp_path, assets, _spec(classifiers=classifiers, default_classifier="rec"))
     torch.save({"weight": torch.ones(K)}, directory / "recorder_state.pt")
-    b = load_bundle(directory)
+    b = load_bundle(directory, trust_code=True)
     images = torch.linspace(-1, 1, RES * RES).view(1, CH, RES, RES)
     b.classifier()(images)
     # [-1, 1] -> [0, 1] -> (x - 0.5) / 0.25 = 2x
@@ -379,7 +380,7 @@ def test_missing_default_bundle_says_so(tmp_path, monkeypatch):
 def test_default_bundle_is_looked_up_in_the_package(tmp_path, assets, monkeypatch):
     directory = _bundle_dir(tmp_path, assets, _spec(name="shipped"))
     monkeypatch.setattr(bundle_module, "DEFAULT_BUNDLE_DIR", directory)
-    assert load_bundle().name == "shipped"
+    assert load_bundle(trust_code=True).name == "shipped"
 
 
 def test_bundle_paths_that_are_not_bundles(tmp_path, assets):
@@ -408,7 +409,7 @@ def test_bundle_on_cuda(tmp_path, assets):
     norm = {"value_range": [0, 1], "mean": [0.5], "std": [0.25]}
     spec = _spec()
     spec["classifiers"]["factory"]["input_normalization"] = norm
-    b = load_bundle(_bundle_dir(tmp_path, assets, spec), device="cuda")
+    b = load_bundle(_bundle_dir(tmp_path, assets, spec), device="cuda", trust_code=True)
     images = torch.rand(2, CH, RES, RES, device="cuda") * 2 - 1
     for clf in b.classifiers.values():
         assert clf(images).device.type == "cuda"
@@ -425,7 +426,7 @@ def test_missing_files_are_listed_together(tmp_path, assets):
     (directory / "encoder.pt").unlink()
     (directory / "classifiers" / "tiny.ts").unlink()
     with pytest.raises(BundleError) as info:
-        load_bundle(directory)
+        load_bundle(directory, trust_code=True)
     message = _one_line_error(info)
     assert "missing file(s): encoder (encoder.pt), classifier 'scripted' (classifiers/tiny.ts)" in message
 
@@ -449,7 +450,7 @@ def test_missing_files_are_listed_together(tmp_path, assets):
 )
 def test_generator_and_encoder_that_do_not_fit(tmp_path, assets, overrides, error, match):
     with pytest.raises(error, match=match) as info:
-        load_bundle(_bundle_dir(tmp_path, assets, _spec(**overrides)))
+        load_bundle(_bundle_dir(tmp_path, assets, _spec(**overrides)), trust_code=True)
     _one_line_error(info)
 
 
@@ -465,7 +466,7 @@ def test_generator_and_encoder_that_do_not_fit(tmp_path, assets, overrides, erro
          "does not fit the network .*missing fc.bias"),
         (_classifier(file="generator.pt"), NetworkLoadError, "does not fit the network .*unexpected "),
         (_classifier(file="classifiers/tiny.ts"), NetworkLoadError, "tiny.ts is a TorchScript file, not a state dict"),
-        (_classifier(file="descriptors.pt"), NetworkLoadError, "descriptors.pt is not a readable state dict"),
+        (_classifier(file="descriptors.pt"), NetworkLoadError, "descriptors.pt: not a readable state dict"),
         ({"kind": "torchscript", "file": "classifiers/garbage.ts"}, NetworkLoadError,
          "garbage.ts is not a loadable TorchScript file"),
         ({"kind": "torchscript", "file": "classifiers/tiny_state.pt"}, NetworkLoadError,
@@ -489,7 +490,7 @@ def test_classifiers_that_do_not_fit(tmp_path, assets, classifier, error, match)
     spec = _spec(classifiers={"ok": {"kind": "torchscript", "file": "classifiers/tiny.ts"}, "c": classifier},
                  default_classifier="ok")
     with pytest.raises(error, match=match) as info:
-        load_bundle(_bundle_dir(tmp_path, assets, spec))
+        load_bundle(_bundle_dir(tmp_path, assets, spec), trust_code=True)
     assert _one_line_error(info).startswith("bundle 'tiny': classifier 'c'")
 
 
@@ -500,7 +501,7 @@ def test_classifier_failing_on_the_probe_batch(tmp_path, assets):
     torch.save(TinyNet(3, RES, K).state_dict(), directory / "rgb_state.pt")
     expected = r"classifier 'c' fails on a dummy batch of shape \[2, 1, 16, 16\]"
     with pytest.raises(NetworkLoadError, match=expected) as info:
-        load_bundle(directory)
+        load_bundle(directory, trust_code=True)
     _one_line_error(info)
 
 

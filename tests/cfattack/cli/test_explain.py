@@ -25,7 +25,7 @@ def test_explain_writes_the_report_and_prints_a_summary(tmp_path):
     result = run_cli("explain", EXAMPLES / "trouser-1.png", "--target", "Dress", "--out", out, *FAST)
     assert result.exit_code == 0, result.output + result.stderr
     assert {p.name for p in out.iterdir()} == {
-        "explanation.json", "counterfactual.png", "strip.png", "explanation.html"}
+        "explanation.json", "counterfactual.png", "strip.png", "start.png", "path.gif", "explanation.html"}
     lines = result.stdout.splitlines()
     assert lines[0].startswith("trouser (p=") and "-> dress: reached in" in lines[0]
     assert lines[1].startswith("inversion: PSNR")

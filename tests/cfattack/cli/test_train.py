@@ -67,7 +67,7 @@ def test_config_file_and_options_combine(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train", "gan", "--out", "{tmp}/x", "--batch", "1"], "invalid setting batch"),
+        (["train", "gan", "--out", "{tmp}/x", "--batch", "1"], "invalid value for '--batch'"),
         (["train", "encoder", "--out", "{tmp}/y"], "missing setting generator"),
         (["train", "encoder", "--out", "{tmp}/z", "--generator", "{tmp}/nope.pt"], "no such file"),
         (["train", "gan", "--out", "{tmp}/w", "--init-from", "{tmp}/nope", "--kimg", "0.008", "--quiet"],

@@ -80,7 +80,7 @@ def test_json_round_trip_has_the_documented_keys(trousers):
 def test_save_writes_the_four_report_files(trousers, tmp_path):
     files = trousers.save(tmp_path / "report")
     assert {p.name for p in files.values()} == {
-        "explanation.json", "counterfactual.png", "strip.png", "explanation.html"}
+        "explanation.json", "counterfactual.png", "strip.png", "start.png", "path.gif", "explanation.html"}
     assert all(p.is_file() and p.stat().st_size > 0 for p in files.values())
     assert json.loads(files["json"].read_text())["target"] == "dress"
 

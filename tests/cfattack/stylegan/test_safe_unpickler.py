@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from cfattack.bounded_pickle import FormatError
 from cfattack.errors import NetworkLoadError, UnsafePickleError
 from cfattack.stylegan.checkpoint import load_generator_checkpoint
 from cfattack.stylegan.generator import Generator
@@ -224,3 +225,58 @@ def test_zip_that_is_not_a_checkpoint(tmp_path):
     torch.save({"weights": torch.zeros(3)}, other)
     with pytest.raises(NetworkLoadError, match="cfattack.generator/1"):
         load_generator(other)
+
+
+# ---------------------------------------------------------------------------------------------
+# Storages and tensors on a budget (issue 18: bounded loading).
+
+
+def _tensors_over(storages, views):
+    """A pickle of tensors (shape, stride, offset) over the given storage objects."""
+    from tests.tools.make_official_pickle import snapshot_dumps, tensor_call
+
+    return snapshot_dumps({f"t{i}": tensor_call(storages[i], shape, stride, offset)
+                           for i, (shape, stride, offset) in enumerate(views)})
+
+
+def test_a_payload_referenced_twice_is_one_storage():
+    from tests.tools.make_official_pickle import Call, GlobalRef, legacy_storage_stream
+
+    payload = legacy_storage_stream(torch.arange(8.0))  # the same bytes object: memoized in the pickle
+    storages = [Call(GlobalRef("torch.storage", "_load_from_bytes"), (payload,)) for _ in range(2)]
+    halves = _NetworkUnpickler(io.BytesIO(_tensors_over(storages, [((4,), (1,), 0), ((4,), (1,), 4)]))).load()
+    assert halves["t0"].tensor.untyped_storage().data_ptr() == halves["t1"].tensor.untyped_storage().data_ptr()
+    assert torch.equal(torch.cat([halves["t0"].tensor, halves["t1"].tensor]), torch.arange(8.0))
+    # Overlapping views of it would be two networks' worth of weights from one stored copy.
+    with pytest.raises(FormatError, match="share storage elements"):
+        _NetworkUnpickler(io.BytesIO(_tensors_over(storages, [((8,), (1,), 0), ((8,), (1,), 0)]))).load()
+
+
+@pytest.mark.parametrize(("view", "problem"), [
+    (((1000, 1000), (0, 1), 0), "zero stride"),
+    (((1000, 1000), (1, 1), 0), "overlapping strides"),
+    (((4, 4), (4, 1), 1), "past the end"),
+])
+def test_unfair_tensor_views_are_refused(tmp_path, view, problem):
+    from tests.tools.make_official_pickle import storage_blob
+
+    path = tmp_path / "views.pkl"
+    path.write_bytes(_tensors_over([storage_blob(torch.zeros(1999 if "overlap" in problem else 16))], [view]))
+    with pytest.raises(NetworkLoadError, match=problem) as info:
+        load_network_pkl(path)
+    assert "\n" not in str(info.value) and not isinstance(info.value, UnsafePickleError)
+
+
+def test_build_cannot_shadow_ordered_dict_methods(tmp_path):
+    # BUILD setting `get`/`items` on an OrderedDict made load_network_pkl raise a bare TypeError.
+    path = tmp_path / "od.pkl"
+    path.write_bytes(b"\x80\x02ccollections\nOrderedDict\n)R}(X\x03\x00\x00\x00getK\x01X\x05\x00\x00\x00itemsK\x02ub.")
+    for loader in (load_network_pkl, load_generator):
+        with pytest.raises(NetworkLoadError, match="set attributes on an OrderedDict"):
+            loader(path)
+
+
+def test_the_storage_budget_covers_every_storage(tmp_path, t32_pickle):
+    with pytest.raises(NetworkLoadError, match=r"refusing to load: a storage of .* takes the tensors past 1\.0 MiB"):
+        load_network_pkl(t32_pickle, max_bytes=1 << 20)
+    assert load_generator(t32_pickle, max_bytes=64 << 20) is not None
