@@ -3,6 +3,8 @@
 ``cfattack batch`` is `BatchJob`; the pieces, one job each:
 
 - `manifest`: the items (folder or CSV/JSONL manifest), their fixed order and keys, the config hash;
+  a FIFO, device, link loop, undecodable or over-long name is refused per item;
+- `file_hashes`: content hashes of the bundle's networks for the config hash, cached by file stamp;
 - `store`: job.json, the results/failures journals and their merge;
 - `runner`: the job itself (batching, sharding, per-item failures, resume);
 - `distributed`: the torchrun process group;

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
-from typing import Iterable, Literal, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 from pydantic import Field
@@ -87,6 +87,15 @@ class GlobalExplanation(FrozenConfig):
     seed: int = Field(description="Seed of the bootstrap.")
     pairs: list[PairExplanation] = Field(description="Ordered pairs, most explanations first.")
     merged_pairs: list[PairExplanation] = Field(description="Unordered pairs, both directions merged.")
+
+    def plot(self, top_k: int = 8, max_pairs: int = 6, merged: bool = False) -> Any:
+        """A matplotlib ``Figure``: per pair, the mean change of its ``top_k`` descriptors with intervals.
+
+        Needs matplotlib (``pip install 'cfattack[plot]'``); see `cfattack.reports.figures.global_figure`.
+        """
+        from cfattack.reports.figures import global_figure
+
+        return global_figure(self, top_k=top_k, max_pairs=max_pairs, merged=merged)
 
 
 def bootstrap_ci(

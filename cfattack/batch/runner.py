@@ -52,7 +52,8 @@ from cfattack.batch.store import FailureRecord, FailureStage, JobSpec, JobStore,
 from cfattack.bundle import Bundle, BundleSpec, bundle_spec_path, read_bundle_spec
 from cfattack.classes import resolve_choice
 from cfattack.errors import InvalidInputError
-from cfattack.explain.explanation import ExplainConfig
+from cfattack.pipeline.explanation import ExplainConfig
+from cfattack.progress import ExplainProgress, Progress
 from cfattack.regular_files import printable_path
 
 __all__ = ["BatchJob", "BatchSummary", "run_batch", "batches_of"]
@@ -128,7 +129,8 @@ class BatchJob:
         restart: discard the folder's previous results (needed after a config change).
         retry_failed: explain again the items that failed before.
         device: "cpu" or "cuda" (under torchrun with CUDA, rank r uses cuda:LOCAL_RANK).
-        progress: show a tqdm bar (rank 0) on stderr.
+        progress: report progress on stderr (rank 0): a bar of items and one of the steps inside
+            the current device batch on a terminal, a summary line otherwise (`cfattack.progress`).
         resamples, seed: the bootstrap of the global explanation.
         log: where rank 0 sends notes (e.g. a changed batch size); None: collected in the summary.
         trust_code: allow the bundle's code classifiers (factory, TorchScript) when it is loaded.
@@ -191,7 +193,7 @@ class BatchJob:
 
     def _load_explainer(self, device: str) -> Any:
         if self._explainer is None:
-            from cfattack.explain.explainer import Explainer
+            from cfattack.pipeline.explainer import Explainer
 
             self._explainer = Explainer(self.bundle, self.config, device=device, trust_code=self.trust_code)
         return self._explainer
@@ -288,22 +290,23 @@ class BatchJob:
                 for positions in batches_of(len(items.items), self.batch_size, dist.rank, dist.world_size)]
         counts = _Counts(skipped=sum(item.key in finished for batch in mine for item in batch))
 
-        # 3. Explain batch by batch.
-        from tqdm import tqdm
-
-        bar = tqdm(total=sum(len(b) for b in mine), initial=counts.skipped, unit="item", dynamic_ncols=True,
-                   disable=not (self.progress and dist.is_main), smoothing=0.1,
-                   desc=f"rank 0 of {dist.world_size}" if dist.active else "batch")
-        try:
-            for batch in mine:
+        # 3. Explain batch by batch; a second bar follows the steps inside the device batch.
+        quiet = not (self.progress and dist.is_main)
+        bar = Progress(f"rank 0 of {dist.world_size}" if dist.active else "batch", total=sum(len(b) for b in mine),
+                       unit="items", quiet=quiet, initial=counts.skipped, leave=True)
+        inner = Progress("", quiet=True) if quiet else Progress("", position=1, stream=bar.stream)
+        with bar, inner:  # an error closes both bars without a summary
+            for number, batch in enumerate(mine, 1):
                 pending = {item.key for item in batch if item.key not in finished}
                 if not pending:
                     continue
-                self._explain_batch(batch, pending, store, counts, device)
+                steps = ExplainProgress(inner, self.config.attack.steps, prefix=f"batch {number}/{len(mine)}: ")
+                self._explain_batch(batch, pending, store, counts, device, steps)
                 bar.update(len(pending))
-                bar.set_postfix_str(f"failed {counts.failed}", refresh=False)
-        finally:
-            bar.close()
+                bar.note(f"failed {counts.failed}")
+            inner.close()
+            bar.close(bar.rate_line("batch", counts.explained + counts.failed, "items",
+                                    f"{counts.failed} failed, {counts.skipped} finished before"))
 
         # 4. Wait for everyone; rank 0 merges and writes the global explanation.
         dist.barrier()
@@ -329,9 +332,14 @@ class BatchJob:
     # --- one batch --------------------------------------------------------------------------
 
     def _explain_batch(
-        self, batch: Sequence[BatchItem], pending: set[str], store: JobStore, counts: _Counts, device: str
+        self, batch: Sequence[BatchItem], pending: set[str], store: JobStore, counts: _Counts, device: str,
+        steps: ExplainProgress | None = None,
     ) -> None:
+        if steps is not None and self._explainer is None:
+            steps.on_stage("load bundle")
         explainer = self._load_explainer(device)
+        if steps is not None:
+            steps.on_stage("load images")
         failures: list[FailureRecord] = []
 
         def fail(item: BatchItem, stage: FailureStage, error: str, message: str) -> None:
@@ -370,6 +378,8 @@ class BatchJob:
                 explanations = explainer.explain_many(
                     [tensor for _, tensor in candidates], [item.target_index for item, _ in candidates],
                     classifier=self.classifier_option, batch_size=len(candidates),
+                    on_stage=None if steps is None else steps.on_stage,
+                    on_progress=None if steps is None else steps.on_progress,
                 )
             except Exception as exc:  # e.g. out of GPU memory: the batch fails, the job goes on
                 for item, _ in candidates:

@@ -38,7 +38,7 @@ from pydantic import BaseModel, Field, ValidationError
 from cfattack.atomic import atomic_write, atomic_write_text, fsync_directory
 from cfattack.config import FrozenConfig
 from cfattack.errors import InvalidInputError
-from cfattack.explain.explanation import ExplainConfig
+from cfattack.pipeline.explanation import ExplainConfig
 
 __all__ = [
     "JOB_FORMAT",
@@ -101,7 +101,7 @@ class ResultRecord(FrozenConfig):
 
     @classmethod
     def from_explanation(cls, key: str, image: str, image_sha256: str, folder: str, explanation: Any) -> ResultRecord:
-        """The record of one `cfattack.explain.explanation.Explanation`."""
+        """The record of one `cfattack.pipeline.explanation.Explanation`."""
         e = explanation
         return cls(
             key=key, image=image, image_sha256=image_sha256, folder=folder,

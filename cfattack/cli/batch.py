@@ -16,8 +16,8 @@ from pathlib import Path
 
 import click
 
-from cfattack.cli.common import run_guarded
-from cfattack.cli.explain import explain_config, explain_options, require_cuda
+from cfattack.cli.common import out_option, run_guarded, runtime_options, start_command
+from cfattack.cli.explain import explain_config, explain_options
 
 __all__ = ["batch", "main"]
 
@@ -27,8 +27,7 @@ __all__ = ["batch", "main"]
 @click.option("--target", default=None, help="Target class of every image without its own (name, alias or index).")
 @click.option("--targets-from", "targets_from", type=click.Path(path_type=Path), default=None,
               help="Manifest (.csv/.jsonl with image,target) giving the targets of INPUT's images.")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Job folder: item reports, results.jsonl, failures.jsonl, global.json, global.html.")
+@out_option("batch", "Job folder: item reports, results.jsonl, failures.jsonl, global.json, global.html.")
 @click.option("--bundle", "bundle_name", default="default", show_default=True,
               help="'default' or a bundle folder (with bundle.json).")
 @click.option("--classifier", default=None, help="Classifier of the bundle to explain (default: the bundle's).")
@@ -38,13 +37,12 @@ __all__ = ["batch", "main"]
 @click.option("--restart", is_flag=True, help="Discard the folder's earlier results (needed after a config change).")
 @click.option("--retry-failed", is_flag=True, help="Explain again the items that failed before.")
 @explain_options
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
-              help="cuda: under torchrun, rank r uses GPU LOCAL_RANK (NCCL); cpu uses gloo.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@runtime_options
 def batch(source: Path, target: str | None, targets_from: Path | None, out: Path, bundle_name: str,
           classifier: str | None, batch_size: int, limit: int | None, restart: bool, retry_failed: bool, steps: int,
           lr: float, threshold: float, space: str, objective: str, proximity: float, layers: tuple[int, ...] | None,
-          shift_lr: float | None, inversion_steps: int, seed: int, device: str, quiet: bool,
+          shift_lr: float | None, shift_search: int, robust_shift: int, inversion_steps: int, seed: int, device: str,
+          threads: int | None, quiet: bool,
           trust_code: bool = False) -> None:
     """Explain every image of INPUT (a folder, or a .csv/.jsonl manifest with image[,target]).
 
@@ -52,27 +50,28 @@ def batch(source: Path, target: str | None, targets_from: Path | None, out: Path
     or whose target is unknown (or already predicted) is recorded in failures.jsonl and the job
     goes on. Running the same command again skips finished items; another config is refused
     unless --restart. Under torchrun every rank takes its share of the batches and rank 0
-    writes the global explanation.
+    writes the global explanation; with a GPU rank r uses cuda:LOCAL_RANK (NCCL), on the CPU
+    the ranks share the cores (gloo).
 
     \b
     Examples:
-      cfattack batch examples/ --target pullover --out report/
+      cfattack batch examples/ --target pullover               # into ./batch/
       cfattack batch manifest.csv --out report/ --batch-size 64 --limit 1000
       cfattack batch images/ --targets-from targets.jsonl --out report/ --retry-failed
       torchrun --nproc-per-node 4 -m cfattack.cli.batch images/ --target dog --out report/ --device cuda
     """
-    from cfattack.batch.distributed import world_from_env
-    from cfattack.batch.runner import BatchJob
     from cfattack.errors import InvalidInputError
 
     if target is None and targets_from is None and source.suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
         raise InvalidInputError(
             "give --target NAME or --targets-from MANIFEST (or a manifest INPUT with a target column)"
         )
-    if device == "cuda":
-        require_cuda()
+    device = start_command(threads, device)  # before torch loads (OpenMP reads its settings then)
+    from cfattack.batch.distributed import world_from_env
+    from cfattack.batch.runner import BatchJob
+
     config = explain_config(steps, lr, threshold, space, objective, proximity, inversion_steps, seed, layers,
-                            shift_lr)
+                            shift_lr, shift_search, robust_shift)
     rank = world_from_env()[0]
 
     def log(line: str) -> None:

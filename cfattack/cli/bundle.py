@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from cfattack.cli.common import start_command, threads_option
 from cfattack.errors import InvalidInputError
 
 __all__ = ["bundle_group"]
@@ -71,10 +72,11 @@ def _classifier_entries(files: tuple[str, ...], specs: tuple[str, ...]) -> dict[
 @click.option("--trust-code", is_flag=True,
               help="Allow classifiers that are code: TorchScript files and factories (which import and call a "
                    "Python module). Only for files whose author you trust; cfattack checkpoints need no trust.")
+@threads_option
 def bundle_create(out_dir: Path, generator: str, classifiers: tuple[str, ...], classifier_specs: tuple[str, ...],
                   encoder: str | None, data: str, name: str, description: str, latent_space: str,
                   descriptor_model: str | None, commands: tuple[str, ...], metrics_file: Path | None,
-                  trust_code: bool) -> None:
+                  trust_code: bool, threads: int | None) -> None:
     """Assemble trained files into a bundle directory and check that it loads.
 
     \b
@@ -86,6 +88,7 @@ def bundle_create(out_dir: Path, generator: str, classifiers: tuple[str, ...], c
           --classifier resnet=resnet_state.pt --trust-code \\
           --classifier-spec 'resnet={"kind": "factory", "factory": "my_models:make_resnet"}'
     """
+    start_command(threads)  # the bundle is checked by loading it on the CPU
     from cfattack.training.assemble import assemble_bundle
 
     metrics_data = None

@@ -8,7 +8,10 @@ out of range), 1 for everything else (bad input files, failures), 130 for an int
 The command modules and the root group import from here; nothing here imports a command.
 
 Numeric options use the validated types below (`FiniteFloat`, `SEED`, `DEVICE`), so a value such
-as ``nan``, ``inf`` or ``1e23`` is refused while parsing, in one line naming the option.
+as ``nan``, ``inf`` or ``1e23`` is refused while parsing, in one line naming the option. Every
+command that runs networks takes the same ``--device`` (default ``auto``), ``--threads`` and
+``--quiet`` (`runtime_options`, applied by `start_command`), and every command that writes a
+folder defaults ``--out`` to one named after it in the current directory (`default_out`).
 """
 
 from __future__ import annotations
@@ -36,13 +39,21 @@ __all__ = [
     "SEED",
     "SEEDS",
     "VEC2",
+    "default_out",
     "describe_os_error",
+    "device_option",
     "generator_file",
     "one_line",
     "parse_seeds",
+    "out_option",
     "parse_vec2",
+    "quiet_option",
     "require_input_file",
+    "resolve_device",
     "run_guarded",
+    "runtime_options",
+    "start_command",
+    "threads_option",
 ]
 
 DEBUG_ENV = "CFATTACK_DEBUG"
@@ -134,22 +145,94 @@ class _SeedType(click.IntRange):
 SEED = _SeedType(0, _SEED_MAX)
 """A single seed: an integer in [0, 2**32 - 1] (``--seed 1e23`` or ``-1`` is a usage error)."""
 
-_DEVICE_PATTERN = re.compile(r"(cpu|cuda|mps)(:\d{1,3})?")
+_DEVICE_PATTERN = re.compile(r"auto|(cpu|cuda|mps)(:\d{1,3})?")
 
 
 class DeviceType(click.ParamType):
-    """A torch device name: ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (whether it exists is checked later)."""
+    """A torch device: ``auto`` (CUDA when torch sees a GPU, else the CPU), ``cpu``, ``cuda``, ``cuda:N``
+    or ``mps``. Only the spelling is checked here; `resolve_device` checks that the device exists."""
 
     name = "device"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         text = str(value).strip().lower()
         if not _DEVICE_PATTERN.fullmatch(text):
-            self.fail(f"{value!r} is not a device; use cpu, cuda, cuda:N or mps.", param, ctx)
+            self.fail(f"{value!r} is not a device; use auto, cpu, cuda, cuda:N or mps.", param, ctx)
         return text
 
 
 DEVICE = DeviceType()
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU (one per local rank under torchrun), else ``cpu``; any
+    other device is checked to exist.
+
+    Raises:
+        InvalidInputError: ``cuda[:N]`` without a CUDA GPU (or without GPU N), ``mps`` without MPS.
+    """
+    import torch
+
+    if device == "auto":
+        # Under torchrun each local rank takes GPU LOCAL_RANK, so CUDA only when there is one for each.
+        ranks = os.environ.get("LOCAL_WORLD_SIZE", "").strip()
+        needed = int(ranks) if ranks.isdigit() and int(ranks) > 0 else 1
+        return "cuda" if torch.cuda.is_available() and torch.cuda.device_count() >= needed else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InvalidInputError(f"--device {device}: no CUDA GPU is visible to torch (see 'cfattack doctor')")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise InvalidInputError(f"--device {device}: torch sees {torch.cuda.device_count()} CUDA GPU(s), "
+                                    f"numbered from 0")
+    if device.startswith("mps") and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise InvalidInputError(f"--device {device}: MPS is not available here")
+    return device
+
+
+def default_out(command: str) -> Path:
+    """Where a command writes without ``--out``: a folder named after it in the current directory.
+
+    ``default_out("batch") == Path("batch")``; ``default_out("train gan") == Path("train-gan")``.
+    """
+    return Path(command.replace(" ", "-"))
+
+
+def out_option(command: str, what: str, file_okay: bool = False) -> Callable[[Any], Any]:
+    """``--out`` of ``command``, defaulting to `default_out`; ``what`` says what goes there."""
+    return click.option("--out", "out", type=click.Path(file_okay=file_okay, dir_okay=not file_okay, path_type=Path),
+                        default=default_out(command), show_default=True, help=what)
+
+
+device_option = click.option(
+    "--device", type=DEVICE, default="auto", show_default=True,
+    help="auto (CUDA when torch sees a GPU, else the CPU), cpu, cuda, cuda:N or mps.")
+threads_option = click.option(
+    "--threads", type=click.IntRange(1, 4096), default=None,
+    help="torch CPU threads [default: $CFATTACK_THREADS, else $OMP_NUM_THREADS, else the physical cores, "
+         "shared between the local ranks under torchrun].")
+quiet_option = click.option(
+    "--quiet", is_flag=True,
+    help="Print no progress, not even the final summary on stderr (a bar is drawn only when stderr is a "
+         "terminal).")
+
+
+def runtime_options(command: Any) -> Any:
+    """Add ``--device``, ``--threads`` and ``--quiet``, the same in every command (see `start_command`)."""
+    for option in (quiet_option, threads_option, device_option):
+        command = option(command)
+    return command
+
+
+def start_command(threads: int | None, device: str | None = None) -> str:
+    """Set torch's threads (`cfattack.threads.use_threads`) and resolve ``device``; returns the device.
+
+    Call it first in a command, before anything imports torch, so the OpenMP settings apply.
+    """
+    from cfattack.threads import use_threads
+
+    use_threads(threads)
+    return resolve_device(device) if device is not None else "cpu"
 
 
 def require_input_file(path: str | os.PathLike, what: str = "image file") -> None:

@@ -1,4 +1,9 @@
-"""``cfattack compare``: explain the same images with several classifiers, side by side."""
+"""``cfattack compare``: explain the same images with several classifiers, side by side.
+
+Without IMAGES it explains the example images shipped inside the package
+(``cfattack/assets/examples/``, the same twenty as the repository's ``examples/``), so it works
+from any install and any directory.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,20 @@ from typing import Any
 
 import click
 
-from cfattack.cli.common import require_input_file
-from cfattack.cli.explain import explain_config, explain_options, require_cuda
+from cfattack.cli.common import out_option, require_input_file, runtime_options, start_command
+from cfattack.cli.explain import explain_config, explain_options
 from cfattack.errors import InvalidInputError
 
-__all__ = ["compare"]
+__all__ = ["EXAMPLE_IMAGES", "compare"]
 
-_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "assets" / "examples"
+"""The example images shipped as package data (``<class>-<n>.png``, two per Fashion-MNIST class)."""
 
 
 def _example_images(count: int) -> list[Path]:
-    images = sorted(_EXAMPLES.glob("*.png"))
+    images = sorted(EXAMPLE_IMAGES.glob("*.png"))
     if not images:
-        raise InvalidInputError(f"no example images in {_EXAMPLES}; pass image files")
+        raise InvalidInputError(f"no example images in {EXAMPLE_IMAGES} (an incomplete install?); pass image files")
     return images[:count]
 
 
@@ -30,38 +36,38 @@ def _example_images(count: int) -> list[Path]:
 @click.option("--classifiers", default="all", show_default=True,
               help="Comma-separated classifier names of the bundle, or 'all'.")
 @click.option("--images", "num_images", type=click.IntRange(1, 100_000), default=20, show_default=True,
-              help="Without IMAGES: how many of the shipped examples (examples/*.png) to explain.")
+              help="Without IMAGES: how many of the example images shipped with cfattack to explain.")
 @click.option("--targets", default=None,
               help="Comma-separated target per image (default: each class's most confusable class).")
-@click.option("--out", "outdir", type=click.Path(file_okay=False, path_type=Path), default=Path("compare"),
-              show_default=True, help="Report folder (comparison.json, comparison.html).")
+@out_option("compare", "Report folder (comparison.json, comparison.html).")
 @click.option("--no-realism", is_flag=True, help="Skip the realism measure (needs the bundle's dataset).")
 @explain_options
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--quiet", is_flag=True, help="No progress messages.")
+@runtime_options
 def compare(images: tuple[Path, ...], bundle_name: str, classifiers: str, num_images: int, targets: str | None,
-            outdir: Path, no_realism: bool, steps: int, lr: float, threshold: float, space: str, objective: str,
-            proximity: float, layers: tuple[int, ...] | None, shift_lr: float | None, inversion_steps: int,
-            seed: int, device: str, quiet: bool, trust_code: bool = False) -> None:
+            out: Path, no_realism: bool, steps: int, lr: float, threshold: float, space: str, objective: str,
+            proximity: float, layers: tuple[int, ...] | None, shift_lr: float | None, shift_search: int,
+            robust_shift: int, inversion_steps: int,
+            seed: int, device: str, threads: int | None, quiet: bool, trust_code: bool = False) -> None:
     """Explain the same images with each classifier of a bundle and compare the explanations.
 
     Per classifier: flip rate, median steps and latent distance, realism of the counterfactuals
     (Fréchet distance to real images of the target class, in one shared reference embedding)
-    and attribution concentration; plus one image's strip per classifier.
+    and attribution concentration; plus one image's strip per classifier. Without IMAGES, the
+    first --images of the example images shipped with cfattack.
 
     \b
     Examples:
       cfattack compare --images 20 --out compare/
       cfattack compare --classifiers baseline,lcc examples/coat-1.png --targets pullover
     """
-    from cfattack.bundle.loader import load_bundle
-    from cfattack.evaluation.compare import compare_classifiers
-    from cfattack.reports.comparison import write_comparison
-
-    if device == "cuda":
-        require_cuda()
     for image in images:  # a missing file, a folder or a FIFO: one line and exit 1 before loading anything
         require_input_file(image)
+    device = start_command(threads, device)  # before torch loads (OpenMP reads its settings then)
+    from cfattack.bundle.loader import load_bundle
+    from cfattack.evaluation.compare import compare_classifiers
+    from cfattack.progress import ExplainProgress, Progress
+    from cfattack.reports.comparison import write_comparison
+
     paths: list[Path] = list(images) or _example_images(num_images)
     target_list = None
     if targets is not None:
@@ -74,14 +80,28 @@ def compare(images: tuple[Path, ...], bundle_name: str, classifiers: str, num_im
     if not no_realism:
         real = _real_images(bundle)
     config = explain_config(steps, lr, threshold, space, objective, proximity, inversion_steps, seed, layers,
-                            shift_lr)
+                            shift_lr, shift_search, robust_shift)
 
-    def progress(name: str) -> None:
-        if not quiet:
-            click.echo(f"explaining {len(paths)} images with {name} ...", err=True)
+    bar = Progress("compare", total=len(names or bundle.classifiers), unit="classifiers", quiet=quiet, leave=True)
+    inner = Progress("", quiet=not bar.live, position=1, stream=bar.stream)  # the steps inside one classifier
+    stages = ExplainProgress(inner, attack_steps=steps)
+    done: list[str] = []
 
-    result = compare_classifiers(bundle, paths, target_list, names, config, real=real, on_classifier=progress)
-    files = write_comparison(result, outdir)
+    def on_classifier(name: str) -> None:
+        bar.update_to(len(done))
+        done.append(name)
+        bar.note(f"now {name}, {len(paths)} images", refresh=True)
+        stages.prefix = f"{name}: "
+
+    with bar, inner:
+        result = compare_classifiers(bundle, paths, target_list, names, config, real=real,
+                                     on_classifier=on_classifier, on_stage=stages.on_stage,
+                                     on_progress=stages.on_progress)
+        bar.update_to(len(done))
+        inner.close()
+        times = ", ".join(f"{r.name} {r.seconds:.0f} s" for r in result.report.classifiers)
+        bar.close(f"compare: {len(done)} classifiers x {len(paths)} images in {bar.elapsed:.1f} s ({times})")
+    files = write_comparison(result, out)
     for line in format_table(result.report):
         click.echo(line)
     click.echo(f"report: {files['html']} (+ {files['json'].name})")

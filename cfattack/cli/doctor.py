@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from cfattack import __version__
-from cfattack.cli.common import one_line
+from cfattack.cli.common import one_line, threads_option
 
 __all__ = ["doctor"]
 
@@ -25,12 +25,14 @@ __all__ = ["doctor"]
     is_flag=True,
     help="Compile (or load from the cache) the CUDA ops now and report the outcome, time and build log.",
 )
-def doctor(build_ops: bool) -> None:
+@threads_option
+def doctor(build_ops: bool, threads: int | None) -> None:
     """Report versions, CUDA and the backend each StyleGAN3 op will use, and why.
 
     Exits 0 when cfattack can run here (with or without a GPU), 1 when something it needs
     is broken (torch missing, an invalid CFATTACK_OPS value) or, with --build, when the
-    CUDA ops cannot be built. See docs/ops-troubleshooting.md.
+    CUDA ops cannot be built. See docs/ops-troubleshooting.md. The "cpu threads" row says how
+    many torch threads the commands would use here, and why (--threads shows the effect of one).
 
     \b
     Examples:
@@ -59,6 +61,8 @@ def doctor(build_ops: bool) -> None:
         ok = False
     if torch is not None:
         rows += _torch_rows(torch)
+    rows.append(("cpu threads", _threads_row(threads)))
+    ok = ok and not rows[-1][1].startswith("INVALID")
     rows.append(("nvcc", _nvcc_version()))
     rows.append(("ninja", _tool_version("ninja", "--version")))
     rows.append(("CUDA_HOME", os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH") or "unset"))
@@ -138,6 +142,19 @@ def _print_backend_report(cuda_present: bool) -> bool:
     if not cuda_present:
         click.echo("  (no CUDA device here: the cuda rows say what would happen on one)")
     return all(r[3] != "unavailable" for r in table if r[0] == "cpu" or cuda_present)
+
+
+def _threads_row(threads: int | None) -> str:
+    from cfattack.errors import InvalidInputError
+    from cfattack.threads import choose_threads, physical_cores
+
+    try:
+        choice = choose_threads(threads)
+    except InvalidInputError as e:
+        return f"INVALID: {e}"
+    wait = os.environ.get("OMP_WAIT_POLICY")
+    return (f"{choice.count} (from {choice.reason}; this machine: {physical_cores()} physical cores, "
+            f"{os.cpu_count()} logical); OpenMP wait policy {wait or 'PASSIVE (set by cfattack)'}")
 
 
 def _tool_version(name: str, flag: str) -> str:

@@ -3,32 +3,30 @@
 Prints a short summary (source -> target, steps, inversion quality, top descriptor changes)
 and writes the report files (`cfattack.reports.write.REPORT_FILES`: ``explanation.json``,
 ``counterfactual.png``, ``strip.png``, ``start.png``, ``path.gif``, ``explanation.html``) into ``--out``. A target that is not reached is a result, not an
-error: the report says so and the exit code is 0; bad input exits 1 with one line.
+error: the report says so and the exit code is 0; bad input exits 1 with one line. Progress
+(stages, inversion and attack steps) goes to stderr through `cfattack.progress`: a bar on a
+terminal, one timing line otherwise.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from cfattack.cli.common import SEED, FiniteFloat, require_input_file
+from cfattack.cli.common import SEED, FiniteFloat, default_out, require_input_file, runtime_options, start_command
 from cfattack.errors import InvalidInputError
 from cfattack.int_ranges import parse_int_ranges
 
-__all__ = ["explain", "default_out_dir", "explain_config", "explain_options", "format_summary", "require_cuda",
-           "trust_code_option"]
-
-_STAGES = ("load bundle", "classify", "invert", "attack", "attribute", "write report")
+__all__ = ["explain", "default_out_dir", "explain_config", "explain_options", "format_summary", "trust_code_option"]
 
 
 def default_out_dir(image: Path, target: str) -> Path:
-    """``explanations/<image stem>-to-<target>``, with the target made file-name safe."""
+    """``explain/<image stem>-to-<target>`` (the command's folder, one report each), the target file-name safe."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", target).strip("-") or "target"
-    return Path("explanations") / f"{image.stem}-to-{safe}"
+    return default_out("explain") / f"{image.stem}-to-{safe}"
 
 
 def format_summary(explanation: Any, top: int = 5) -> list[str]:
@@ -66,12 +64,14 @@ _EXPLAIN_OPTIONS = (
     click.option("--steps", type=click.IntRange(1, 100_000), default=500, show_default=True, help="Most attack steps."),
     click.option("--lr", type=FiniteFloat(0, 10, min_open=True), default=0.01, show_default=True,
                  help="Attack step size (Adam)."),
-    click.option("--threshold", type=FiniteFloat(0, 1, min_open=True, max_open=True), default=0.5,
-                 show_default=True, help="Stop at the first iterate whose target probability exceeds this."),
+    click.option("--threshold", type=FiniteFloat(0, 1, min_open=True, max_open=True), default=0.9,
+                 show_default=True, help="Stop at the first iterate whose target probability exceeds this "
+                                         "(the paper: 0.5)."),
     click.option("--space", type=click.Choice(["w", "w+", "pixel"]), default="w+", show_default=True,
                  help="Move one w, every W+ entry, or the pixels (the noisy baseline)."),
     click.option("--objective", type=click.Choice(["probability", "log_probability", "margin"]),
-                 default="probability", show_default=True, help="Quantity the attack raises."),
+                 default="margin", show_default=True,
+                 help="Quantity the attack raises (the paper: probability)."),
     click.option("--proximity", type=FiniteFloat(min=0), default=0.0, show_default=True,
                  help="Weight of the penalty on mean((ws - ws0)^2)."),
     click.option("--layers", default=None, callback=lambda ctx, param, value: _layers_option(value),
@@ -79,6 +79,10 @@ _EXPLAIN_OPTIONS = (
                       "shifts the image."),
     click.option("--shift-lr", type=FiniteFloat(0, 10, min_open=True), default=None,
                  help="W+ only: also move the object as a whole, this many pixels per step [default: off]."),
+    click.option("--shift-search", "shift_search", type=click.IntRange(0, 8), default=8, show_default=True,
+                 help="W+ only: first try moving the object as a whole by up to this many pixels (0 = off)."),
+    click.option("--robust-shift", "robust_shift", type=click.IntRange(0, 4), default=1, show_default=True,
+                 help="Average the objective over copies shifted by up to this many pixels (0 = off, the paper)."),
     click.option("--inversion-steps", type=click.IntRange(0, 100_000), default=100, show_default=True,
                  help="Optimisation steps refining the encoder's inversion."),
     click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random draws."),
@@ -113,10 +117,10 @@ def _layers_option(value: str | None) -> tuple[int, ...] | None:
 
 def explain_config(steps: int, lr: float, threshold: float, space: str, objective: str, proximity: float,
                    inversion_steps: int, seed: int, layers: tuple[int, ...] | None = None,
-                   shift_lr: float | None = None) -> Any:
+                   shift_lr: float | None = None, shift_search: int = 8, robust_shift: int = 1) -> Any:
     """The `ExplainConfig` those options describe."""
     from cfattack.config import AttackConfig, InversionConfig
-    from cfattack.explain.explanation import ExplainConfig
+    from cfattack.pipeline.explanation import ExplainConfig
 
     if layers is not None and space != "w+":
         raise InvalidInputError(f"--layers picks W+ entries; it needs --space w+, not {space}")
@@ -125,17 +129,9 @@ def explain_config(steps: int, lr: float, threshold: float, space: str, objectiv
     return ExplainConfig(
         attack=AttackConfig(steps=steps, lr=lr, threshold=threshold, space=space, objective=objective,
                             proximity_weight=proximity, seed=seed, layers=layers,
-                            shift_lr=shift_lr),
+                            shift_lr=shift_lr, shift_search_px=shift_search, robust_shift_px=robust_shift),
         inversion=InversionConfig(steps=inversion_steps),
     )
-
-
-def require_cuda() -> None:
-    """Refuse ``--device cuda`` in one line when torch sees no GPU."""
-    import torch
-
-    if not torch.cuda.is_available():
-        raise InvalidInputError("--device cuda: no CUDA GPU is visible to torch (see 'cfattack doctor')")
 
 
 @click.command()
@@ -145,14 +141,14 @@ def require_cuda() -> None:
               help="'default' or a bundle folder (with bundle.json).")
 @click.option("--classifier", default=None, help="Classifier of the bundle to explain (default: the bundle's).")
 @click.option("--out", "outdir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Report folder [default: explanations/<image>-to-<target>].")
+              help="Report folder [default: explain/<image>-to-<target>].")
 @explain_options
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@runtime_options
 def explain(image: Path, target: str, bundle_name: str, classifier: str | None, outdir: Path | None, steps: int,
             lr: float, threshold: float, space: str, objective: str, proximity: float,
-            layers: tuple[int, ...] | None, shift_lr: float | None, inversion_steps: int, seed: int, device: str,
-            quiet: bool, trust_code: bool = False) -> None:
+            layers: tuple[int, ...] | None, shift_lr: float | None, shift_search: int, robust_shift: int,
+            inversion_steps: int, seed: int, device: str, threads: int | None, quiet: bool,
+            trust_code: bool = False) -> None:
     """Explain why the classifier labels IMAGE as it does: what would make it TARGET?
 
     \b
@@ -160,30 +156,25 @@ def explain(image: Path, target: str, bundle_name: str, classifier: str | None, 
       cfattack explain examples/trouser-1.png --target dress
       cfattack explain shoe.png --target "Ankle boot" --space w --out report/
     """
-    from tqdm import tqdm
+    from cfattack.progress import ExplainProgress, Progress
 
     require_input_file(image)  # a folder, FIFO or device: one line and exit 1 before loading anything
+    device = start_command(threads, device)  # before torch loads (OpenMP reads its settings then)
     config = explain_config(steps, lr, threshold, space, objective, proximity, inversion_steps, seed, layers,
-                            shift_lr)
-    bar = tqdm(total=len(_STAGES), disable=quiet or not sys.stderr.isatty(), leave=False, bar_format="{desc:<14} {bar} {n_fmt}/{total_fmt}")
+                            shift_lr, shift_search, robust_shift)
+    with Progress("explain", quiet=quiet) as bar:
+        stages = ExplainProgress(bar, attack_steps=steps)
+        stages.on_stage("load bundle")
+        from cfattack.pipeline.explainer import Explainer
 
-    def stage(name: str) -> None:
-        bar.set_description_str(name)
-        bar.update(_STAGES.index(name) - bar.n)
-
-    stage("load bundle")
-    if device == "cuda":
-        require_cuda()
-    from cfattack.explain.explainer import Explainer
-
-    explainer = Explainer(bundle_name, config, device=device, trust_code=trust_code)
-    explanation = explainer.explain_many([image], target, classifier=classifier, on_stage=stage)[0]
-    stage("write report")
-    out = outdir if outdir is not None else default_out_dir(image, explanation.target)
-    files = explanation.save(out)
-    bar.update(len(_STAGES) - bar.n)
-    bar.close()
+        explainer = Explainer(bundle_name, config, device=device, trust_code=trust_code)
+        explanation = explainer.explain_many([image], target, classifier=classifier, on_stage=stages.on_stage,
+                                             on_progress=stages.on_progress)[0]
+        stages.on_stage("write report")
+        out = outdir if outdir is not None else default_out_dir(image, explanation.target)
+        files = explanation.save(out)
+        stages.finish()
+        bar.close(f"explain: 1 image in {bar.elapsed:.1f} s ({stages.describe()})")
     for line in format_summary(explanation):
         click.echo(line)
     click.echo(f"report: {files['html']} (+ {', '.join(p.name for k, p in files.items() if k != 'html')})")
-

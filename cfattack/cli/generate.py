@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from cfattack.cli.common import SEEDS, VEC2, FiniteFloat, generator_file
+from cfattack.cli.common import SEEDS, VEC2, FiniteFloat, generator_file, out_option, runtime_options, start_command
 from cfattack.errors import InvalidInputError
 
 __all__ = ["generate"]
@@ -22,8 +22,7 @@ __all__ = ["generate"]
               help="Official StyleGAN3 pickle (read safely, never executed), a cfattack checkpoint, "
                    "'default' (the shipped bundle's generator) or a bundle folder.")
 @click.option("--seeds", required=True, type=SEEDS, help="Seeds to draw z from, e.g. 0-7 or 1,3,5-6.")
-@click.option("--out", "outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory for seedNNNN.png (created if missing).")
+@out_option("generate", "Directory for seedNNNN.png (created if missing).")
 @click.option("--trunc", "truncation_psi", type=FiniteFloat(-100, 100), default=1.0, show_default=True,
               help="Truncation psi: 1 = none, smaller = closer to the average image.")
 @click.option("--trunc-cutoff", "truncation_cutoff", type=click.IntRange(min=0), default=None,
@@ -37,12 +36,11 @@ __all__ = ["generate"]
               help="Translate the image by x,y (in units of the image width/height).")
 @click.option("--rotate", type=FiniteFloat(-360, 360), default=0.0, show_default=True,
               help="Rotate the image by this many degrees.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
-              help="Device to run the generator on.")
+@runtime_options
 def generate(
     network: str,
     seeds: list[int],
-    outdir: Path,
+    out: Path,
     truncation_psi: float,
     truncation_cutoff: int | None,
     class_idx: int | None,
@@ -50,6 +48,8 @@ def generate(
     translate: tuple[float, float],
     rotate: float,
     device: str,
+    threads: int | None,
+    quiet: bool,
 ) -> None:
     """Generate images from a StyleGAN3 network, one PNG per seed (like NVIDIA's gen_images.py).
 
@@ -63,15 +63,15 @@ def generate(
       cfattack generate --network net.pkl --seeds 1,3,5-6 --trunc 0.7 --out out/
       cfattack generate --network cond.pkl --seeds 0-7 --class 2 --rotate 10 --out out/
     """
+    device = start_command(threads, device)  # before torch loads (OpenMP reads its settings then)
     import numpy as np
     import torch
 
-    from cfattack.stylegan.generator import make_transform
     from cfattack.images import save_image
+    from cfattack.progress import Progress
+    from cfattack.stylegan.generator import make_transform
     from cfattack.stylegan.loading import load_generator
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError("--device cuda was given but CUDA is not available here; use --device cpu")
     G = load_generator(generator_file(network), device=device).eval().requires_grad_(False)
 
     # Class label: conditional networks take --class, or class (seed mod classes) without it,
@@ -96,11 +96,13 @@ def generate(
     elif translate != (0.0, 0.0) or rotate != 0.0:
         raise InvalidInputError("--translate/--rotate need a generator with synthesis.input.transform")
 
-    outdir.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
+    out.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad(), Progress("generate", total=len(seeds), unit="images", quiet=quiet) as bar:
         for i, seed in enumerate(seeds):
             z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device, torch.float32)
             ws = G.mapping(z, label_of(seed), truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
             img = G.synthesis(ws, noise_mode=noise_mode, force_fp32=True)
-            path = save_image(img[0], outdir / f"seed{seed:04d}.png")
-            click.echo(f"[{i + 1}/{len(seeds)}] {path}")
+            path = save_image(img[0], out / f"seed{seed:04d}.png")
+            bar.echo(f"[{i + 1}/{len(seeds)}] {path}")
+            bar.update()
+        bar.close(bar.rate_line("generate", len(seeds), "images"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cfattack.cli.common import SEED, FiniteFloat, generator_file
+from cfattack.cli.common import SEED, FiniteFloat, device_option, generator_file, start_command, threads_option
 
 __all__ = ["metrics"]
 
@@ -28,8 +28,10 @@ def metrics() -> None:
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the generated latents.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the numbers to this JSON file.")
+@device_option
+@threads_option
 def metrics_fd(network: str, classifier: str, data: str, num: int, truncation_psi: float, seed: int,
-               json_out: Path | None) -> None:
+               json_out: Path | None, device: str, threads: int | None) -> None:
     """Fréchet distance of generated vs real test images in a classifier's embedding, and class coverage.
 
     The val-vs-test distance is printed beside it as the floor (real vs real, same sample size).
@@ -39,14 +41,15 @@ def metrics_fd(network: str, classifier: str, data: str, num: int, truncation_ps
     Examples:
       cfattack metrics fd --network runs/gan/generator.pt --classifier cfattack/assets/default/classifiers/baseline.pt
     """
+    device = start_command(threads, device)  # before torch loads (OpenMP reads its settings then)
     from cfattack.atomic import atomic_write_text
     from cfattack.classifiers.checkpoint import load_classifier_checkpoint
     from cfattack.quality.generator_quality import generator_quality
     from cfattack.stylegan.loading import load_generator
     from cfattack.training.data import load_dataset
 
-    G = load_generator(generator_file(network))
-    clf, meta = load_classifier_checkpoint(classifier)
+    G = load_generator(generator_file(network), device=device)
+    clf, meta = load_classifier_checkpoint(classifier, device=device)
     test, val = load_dataset(data, "test"), load_dataset(data, "val")
     names = meta.get("class_names") or test.class_names
     result = generator_quality(G, clf, test.images, val.images, names, num=num, seed=seed,

@@ -20,6 +20,7 @@ from cfattack.cli.bundle import bundle_group
 from cfattack.cli.common import DEBUG_ENV, GuardedGroup
 from cfattack.cli.compare import compare
 from cfattack.cli.doctor import doctor
+from cfattack.cli.evaluate import evaluate
 from cfattack.cli.explain import explain
 from cfattack.cli.generate import generate
 from cfattack.cli.metrics import metrics
@@ -43,7 +44,7 @@ def cli(debug: bool) -> None:
     """
 
 
-for _command in (doctor, generate, explain, batch, compare, train, metrics, bundle_group):
+for _command in (doctor, generate, explain, batch, compare, evaluate, train, metrics, bundle_group):
     cli.add_command(_command)
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import click
 
-from cfattack.cli.common import DEVICE, SEED, FiniteFloat
+from cfattack.cli.common import SEED, FiniteFloat, default_out, out_option, resolve_device, runtime_options, \
+    start_command
 from cfattack.errors import InvalidInputError
 from cfattack.regular_files import read_regular_file
 
@@ -32,9 +33,11 @@ def _build_config(model: type, config_file: Path | None, overrides: dict[str, An
     """Config = JSON file (if any) updated with the options the user actually gave.
 
     A value the config refuses is a usage error naming the option (exit 2) when an option gave
-    it, and a bad-input error naming the setting (exit 1) when the --config file did. A device
-    that names CUDA on a machine without it is refused here too, before any work.
+    it, and a bad-input error naming the setting (exit 1) when the --config file did. The
+    device is --device when given, else the file's, else ``auto`` (CUDA when torch sees a GPU);
+    one that does not exist here is refused before any work.
     """
+    from click.core import ParameterSource
     from pydantic import ValidationError
 
     data: dict[str, Any] = {}
@@ -45,6 +48,14 @@ def _build_config(model: type, config_file: Path | None, overrides: dict[str, An
             raise InvalidInputError(f"cannot read config {config_file}: {exc}") from None
         if not isinstance(data, dict):
             raise InvalidInputError(f"config {config_file} must hold a JSON object")
+    overrides = dict(overrides)
+    ctx = click.get_current_context(silent=True)
+    device = overrides.pop("device", None) or "auto"
+    given = ctx is not None and ctx.get_parameter_source("device") not in (None, ParameterSource.DEFAULT)
+    if given or "device" not in data:
+        data["device"] = resolve_device(device)
+    elif data["device"] == "auto":
+        data["device"] = resolve_device("auto")
     for key, value in overrides.items():
         if value is None:
             continue
@@ -65,10 +76,7 @@ def _build_config(model: type, config_file: Path | None, overrides: dict[str, An
         if option is not None:
             raise click.BadParameter(first["msg"], ctx=click.get_current_context(silent=True), param=option) from None
         raise InvalidInputError(f"invalid setting {where}: {first['msg']}") from exc
-    if str(getattr(config, "device", "cpu")).startswith("cuda"):
-        from cfattack.cli.explain import require_cuda
-
-        require_cuda()
+    resolve_device(config.device)  # a --config file's cuda on a machine without one: refused now
     return config
 
 
@@ -94,28 +102,33 @@ def train() -> None:
     """Train a generator, an encoder or a classifier (resumable), or fit descriptor predictors."""
 
 
-_common = [
-    click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-                 help="Output folder; an existing checkpoint there is resumed."),
-    click.option("--config", "config_file", type=click.Path(path_type=Path),
-                 help="JSON file with config fields; options given on the command line win."),
-    click.option("--max-minutes", type=FiniteFloat(min=0), default=None,
-                 help="Stop (with a checkpoint) after this many minutes; run again to resume."),
-    click.option("--seed", type=SEED, default=None, help="Seed of every random draw."),
-    click.option("--threads", type=click.IntRange(1, 4096), default=None, help="torch CPU threads."),
-    click.option("--device", type=DEVICE, default=None, help="torch device: cpu, cuda, cuda:N or mps."),
-    click.option("--quiet", is_flag=True, help="No progress bar."),
-]
+def _with_common(command: str):
+    """The options every ``train`` command shares; ``--out`` defaults to ./train-<command>/."""
+    common = [
+        out_option(f"train {command}", "Output folder; an existing checkpoint there is resumed."),
+        click.option("--config", "config_file", type=click.Path(path_type=Path),
+                     help="JSON file with config fields; options given on the command line win."),
+        click.option("--max-minutes", type=FiniteFloat(min=0), default=None,
+                     help="Stop (with a checkpoint) after this many minutes; run again to resume."),
+        click.option("--seed", type=SEED, default=None, help="Seed of every random draw."),
+        runtime_options,
+    ]
+
+    def decorate(fn):
+        for option in reversed(common):
+            fn = option(fn)
+        return fn
+
+    return decorate
 
 
-def _with_common(fn):
-    for option in reversed(_common):
-        fn = option(fn)
-    return fn
+def _start(options: dict[str, Any]) -> None:
+    """Apply the thread rule before any work (the config records --threads when it was given)."""
+    start_command(options.get("threads"))
 
 
 @train.command("gan")
-@_with_common
+@_with_common("gan")
 @click.option("--data", default=None, help="fashion-mnist (default), mnist-5k or a folder root/<class>/*.png.")
 @click.option("--kimg", "total_kimg", type=FiniteFloat(), default=None, help="Train on this many thousand images in all.")
 @click.option("--batch", type=int, default=None, help="Images per step.")
@@ -127,7 +140,7 @@ def _with_common(fn):
 @click.option("--snapshot-kimg", type=FiniteFloat(), default=None, help="Checkpoint and sample grid every N kimg.")
 @click.option("--init-from", default=None,
               help="Warm start from another run's checkpoint (same layout); may add --conditional.")
-def train_gan_command(out_dir: Path, config_file: Path | None, max_minutes: float | None, quiet: bool,
+def train_gan_command(out: Path, config_file: Path | None, max_minutes: float | None, quiet: bool,
                       **options: Any) -> None:
     """Train a StyleGAN3 generator against a residual discriminator.
 
@@ -140,15 +153,16 @@ def train_gan_command(out_dir: Path, config_file: Path | None, max_minutes: floa
       cfattack train gan --out runs/gan --max-minutes 9      # resume, 9 more minutes
       cfattack train gan --out runs/cgan --conditional --init-from runs/gan --kimg 200
     """
+    _start(options)
     from cfattack.config import GanTrainingConfig
     from cfattack.training.gan import train_gan
 
     config = _build_config(GanTrainingConfig, config_file, options)
-    _report(train_gan(config, out_dir, max_minutes=max_minutes, progress=not quiet), "train gan")
+    _report(train_gan(config, out, max_minutes=max_minutes, progress=not quiet), "train gan")
 
 
 @train.command("encoder")
-@_with_common
+@_with_common("encoder")
 @click.option("--generator", required=False, default=None, help="Generator file the encoder inverts.")
 @click.option("--data", default=None, help="Real images (training and validation).")
 @click.option("--latent", type=click.Choice(["w", "w+"]), default=None, help="Predict W or W+.")
@@ -157,7 +171,7 @@ def train_gan_command(out_dir: Path, config_file: Path | None, max_minutes: floa
 @click.option("--classifier", "feature_classifier", default=None,
               help="Classifier file whose embedding of the reconstruction is matched to the input's.")
 @click.option("--snapshot-kimg", type=FiniteFloat(), default=None, help="Checkpoint and evaluate every N kimg.")
-def train_encoder_command(out_dir: Path, config_file: Path | None, max_minutes: float | None, quiet: bool,
+def train_encoder_command(out: Path, config_file: Path | None, max_minutes: float | None, quiet: bool,
                           **options: Any) -> None:
     """Train the inversion encoder (image -> ws) for a trained generator.
 
@@ -165,17 +179,18 @@ def train_encoder_command(out_dir: Path, config_file: Path | None, max_minutes: 
     Examples:
       cfattack train encoder --generator runs/gan/generator.pt --out runs/encoder --kimg 100
     """
+    _start(options)
     from cfattack.config import EncoderTrainingConfig
     from cfattack.training.encoder import train_encoder
 
     config = _build_config(EncoderTrainingConfig, config_file, options)
-    result = train_encoder(config, out_dir, max_minutes=max_minutes, progress=not quiet)
+    result = train_encoder(config, out, max_minutes=max_minutes, progress=not quiet)
     _report(result, "train encoder")
     click.echo("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items()))
 
 
 @train.command("classifier")
-@_with_common
+@_with_common("classifier")
 @click.option("--data", default=None, help="fashion-mnist (default), mnist-5k or a folder root/<class>/*.png.")
 @click.option("--loss", default=None,
               help="Training loss: ce (default), latent_boost, lcc or semantic; their weights and schedules "
@@ -191,7 +206,7 @@ def train_encoder_command(out_dir: Path, config_file: Path | None, max_minutes: 
 @click.option("--embedding-dim", type=int, default=None, help="Size of the explicit embedding.")
 @click.option("--max-train-images", type=int, default=None, help="Use only the first N training images (timing, smoke tests).")
 @click.option("--max-eval-images", type=int, default=None, help="Use only the first N val and test images.")
-def train_classifier_command(out_dir: Path, config_file: Path | None, max_minutes: float | None, quiet: bool,
+def train_classifier_command(out: Path, config_file: Path | None, max_minutes: float | None, quiet: bool,
                              **options: Any) -> None:
     """Train a classifier with an explicit embedding (best validation epoch is kept).
 
@@ -205,13 +220,14 @@ def train_classifier_command(out_dir: Path, config_file: Path | None, max_minute
       cfattack train classifier --out runs/zoo/lcc --loss lcc --head linear --threads 1
       cfattack train classifier --out runs/abs-l2 --data mnist-5k --backbone mlp --activation abs --head offset_l2
     """
+    if max_minutes is not None:
+        raise InvalidInputError("train classifier stops per epoch; use --epochs (it resumes from its checkpoint)")
+    _start(options)
     from cfattack.config import ClassifierTrainingConfig
     from cfattack.training.classifier import train_classifier
 
-    if max_minutes is not None:
-        raise InvalidInputError("train classifier stops per epoch; use --epochs (it resumes from its checkpoint)")
     config = _build_config(ClassifierTrainingConfig, config_file, options)
-    result = train_classifier(config, out_dir, progress=not quiet)
+    result = train_classifier(config, out, progress=not quiet)
     state = "finished" if result.finished else "paused (run the same command again to resume)"
     click.echo(f"train classifier: {state} after epoch {result.epoch}, {result.seconds / 60:.1f} min; "
                f"outputs in {result.out_dir}")
@@ -239,7 +255,8 @@ def _encoded_training_images(bundle_name: str | None, data: str, count: int, G: 
 
 
 @train.command("descriptors")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=default_out("train descriptors") / "descriptors.pt", show_default=True,
               help="Descriptor model file to write, e.g. my_bundle/descriptors.pt.")
 @click.option("--bundle", "bundle_name", default=None,
               help="Bundle whose generator is sampled: 'default' or a bundle folder. Its latent space and "
@@ -275,9 +292,7 @@ def _encoded_training_images(bundle_name: str | None, data: str, count: int, G: 
               help="W+ only: translate every second sample by N(0, this) pixels, so the predictors "
                    "see what moving the object does (for attacks with --shift-lr).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the latents and of the split.")
-@click.option("--threads", type=click.IntRange(1, 4096), default=None, help="torch CPU threads.")
-@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device: cpu, cuda, cuda:N or mps.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@runtime_options
 @click.option("--trust-code", is_flag=True,
               help="With --anchors: allow the bundle's classifiers that are code (kind 'factory' or 'torchscript'); "
                    "only for bundles whose author you trust.")
@@ -301,17 +316,15 @@ def train_descriptors_command(out: Path, bundle_name: str | None, generator: str
     """
     import time
 
-    import torch
-
+    if (bundle_name is None) == (generator is None):
+        raise InvalidInputError("give exactly one of --bundle and --generator")
+    device = start_command(threads, device)  # before torch loads (OpenMP reads its settings then)
     from cfattack.attribution.fitting import fit_descriptor_model
     from cfattack.bundle import bundle_file, bundle_spec_path, read_bundle_spec
+    from cfattack.progress import live_on
     from cfattack.stylegan.loading import load_generator
     from descriptors import default_descriptors
 
-    if (bundle_name is None) == (generator is None):
-        raise InvalidInputError("give exactly one of --bundle and --generator")
-    if threads is not None:
-        torch.set_num_threads(threads)
     if bundle_name is not None:
         spec_path = bundle_spec_path(bundle_name)
         spec = read_bundle_spec(spec_path)
@@ -335,7 +348,8 @@ def train_descriptors_command(out: Path, bundle_name: str | None, generator: str
                                              trust_code)
     model = fit_descriptor_model(
         G, descriptor_set, num_samples=num_samples, truncation_psi=1.0 if truncation_psi is None else truncation_psi,
-        latent=latent or "w+", seed=seed, holdout=holdout, min_score=min_score, batch=batch, progress=not quiet,
+        latent=latent or "w+", seed=seed, holdout=holdout, min_score=min_score, batch=batch,
+        progress=live_on(quiet=quiet),
         style_mixing=style_mixing, anchor_ws=anchor_ws, anchor_jitter=anchor_jitter, predictor=predictor,
         shift_jitter=shift_jitter)
     model.save(out)

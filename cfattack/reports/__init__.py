@@ -1,12 +1,14 @@
-"""Reports: an `Explanation` -> explanation.json, counterfactual.png, strip.png and a self-contained HTML page.
+"""Reports: an `Explanation` -> explanation.json, PNGs, path.gif and a self-contained HTML page.
 
-`write_report` writes the four files. The pieces are reusable by other reports (the
-classifier comparison, the batch's global report): `bar_chart_svg` and `line_chart_svg`
-return inline SVG strings, `image_data_uri` embeds an image tensor in HTML, `render_strip`
-draws the strip of an explanation::
+`write_report` writes the files (`cfattack.reports.write.REPORT_FILES`). The pieces are reusable
+by other reports (the classifier comparison, the batch's global report): `bar_chart_svg` and
+`line_chart_svg` return inline SVG strings that measure their text, `image_data_uri` embeds an
+image tensor in HTML, `render_strip` draws the strip of an explanation. How results show in
+Python (repr, Jupyter, matplotlib, pandas) lives in `notebook`, `figures` and `tables`, behind
+`Explanation`'s methods::
 
     from cfattack.reports import write_report
-    paths = write_report(exp, "out/")        # {"json", "counterfactual", "strip", "html"} -> Path
+    paths = write_report(exp, "out/")   # {"json", "counterfactual", "strip", "start", "gif", "html"} -> Path
 """
 
 from __future__ import annotations

@@ -1,34 +1,41 @@
 """``explanation.html``: one self-contained page per explanation, readable offline.
 
-Everything is inline: CSS in a ``<style>`` element, images as ``data:image/png`` URIs, charts as
-``<svg>`` elements; there is no script and no external reference, and a Content-Security-Policy
-forbids loading anything else. All text from the explanation is escaped with `html.escape`.
+Everything is inline: CSS in a ``<style>`` element, images as ``data:image/png`` URIs (the
+animated path as ``data:image/gif``), charts as ``<svg>`` elements; there is no script and no
+external reference, and a Content-Security-Policy forbids loading anything else. All text from
+the explanation is escaped with `html.escape`.
 
 The page, top to bottom: the summary (classes, outcome, steps, probabilities, space, distances,
 classifier and bundle); the inversion-quality box (a red banner when the reconstruction is
-flagged as poor); the strip with captions; the top attributions as a bar chart and the target
-probability along the path; a table of every attribution; predicted vs measured changes; the
-warnings; timings and the settings used::
+flagged as poor); the strip with captions, never wider than the page, and the animated path
+(``path.gif``, also linked); the top attributions as a bar chart and the target probability
+along the path; a table of every attribution; predicted vs measured changes; the warnings;
+timings and the settings used::
 
     text = render_html(exp)          # str, written by cfattack.reports.write_report
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import math
 from html import escape
 from typing import TYPE_CHECKING, Sequence
 
+from PIL import Image
+
+from cfattack.reports.animation import path_gif_bytes
 from cfattack.reports.pixels import png_data_uri
 from cfattack.reports.strip import DEFAULT_MAX_FRAMES, Panel, display_scale, strip_panels
 from cfattack.reports.svg import bar_chart_svg, line_chart_svg
 
 if TYPE_CHECKING:
     from cfattack.attribution.changes import DescriptorChange
-    from cfattack.explain.explanation import Explanation
+    from cfattack.pipeline.explanation import Explanation
 
-__all__ = ["FLAGGED_BANNER", "DEFAULT_TOP_K", "render_html", "format_number"]
+__all__ = ["FLAGGED_BANNER", "DEFAULT_TOP_K", "render_html", "format_number", "strip_html"]
 
 FLAGGED_BANNER = "Inversion flagged"
 """Heading of the red banner shown when `InversionReport.flagged` is set (and only then)."""
@@ -69,6 +76,10 @@ dl.facts dd { margin: 0; font-variant-numeric: tabular-nums; }
 .strip img { display: block; image-rendering: pixelated; image-rendering: crisp-edges; max-width: 100%;
              height: auto; border: 1px solid #ddd; }
 .strip figcaption { font-size: 0.8em; color: #555; margin-top: 2px; }
+.path-row { display: flex; gap: 18px; align-items: flex-start; margin-top: 0.8em; }
+.path-row figure { margin: 0; flex: none; }
+.path-row img { display: block; image-rendering: pixelated; border: 1px solid #ddd; }
+.path-row figcaption { font-size: 0.8em; color: #555; margin-top: 2px; max-width: 16em; }
 .legend { font-size: 0.85em; color: #555; margin: 0.3em 0 0; }
 .swatch { display: inline-block; width: 0.9em; height: 0.9em; vertical-align: -0.1em; border: 1px solid #bbb; }
 .charts { display: flex; flex-wrap: wrap; gap: 12px 36px; align-items: flex-start; }
@@ -189,25 +200,40 @@ def _inversion_box(exp: Explanation) -> str:
             f"{escape(numbers)}.</section>")
 
 
-def _strip(panels: list[Panel]) -> str:
-    # strip.png's enlargement, reduced (never below 1) so that the panels fit one row of the page.
+def strip_html(panels: list[Panel], max_width: int = _PAGE_WIDTH) -> str:
+    """The panels as one row of captioned figures, enlarged like strip.png but never wider than ``max_width``.
+
+    Returns a ``<div class="strip">`` (styled by this module's CSS); every panel has a border, so
+    an all-white difference (nothing changed) still shows where it is.
+    """
+    # strip.png's enlargement, reduced (never below 1) so that the panels fit one row.
     scale = display_scale(max(p.pixels.shape[0] for p in panels))
-    row_pixels = sum(p.pixels.shape[1] for p in panels)
-    scale = max(1, min(scale, (_PAGE_WIDTH - 6 * (len(panels) - 1)) // max(row_pixels, 1)))
+    row_pixels = sum(p.pixels.shape[1] + 2 for p in panels)  # + the 1 px border on each side
+    scale = max(1, min(scale, (max_width - 6 * (len(panels) - 1)) // max(row_pixels, 1)))
     figures = []
     for p in panels:
         h, w = p.pixels.shape[:2]
         caption = escape(p.caption)
-        figures.append(f'<figure class="{escape(p.kind)}" style="width:{w * scale}px">'
+        figures.append(f'<figure class="{escape(p.kind)}" style="width:{w * scale + 2}px">'
                        f'<img src="{png_data_uri(p.pixels)}" width="{w * scale}" height="{h * scale}" alt="{caption}">'
                        f"<figcaption>{caption}</figcaption></figure>")
+    return '<div class="strip">\n' + "\n".join(figures) + "\n</div>"
+
+
+def _strip(panels: list[Panel], gif: bytes, gif_size: tuple[int, int]) -> str:
     legend = ('<p class="legend">Difference = counterfactual \u2212 start image (mean over channels): '
               '<span class="swatch" style="background:#2166ac"></span> darker \u00b7 '
               '<span class="swatch" style="background:#ffffff"></span> unchanged \u00b7 '
               '<span class="swatch" style="background:#b2182b"></span> brighter, '
               "on a scale symmetric about zero up to the largest change.</p>")
-    figures_html = "\n".join(figures)
-    return f'<section>\n<h2>The path</h2>\n<div class="strip">\n{figures_html}\n</div>\n{legend}\n</section>'
+    uri = "data:image/gif;base64," + base64.b64encode(gif).decode("ascii")
+    w, h = gif_size
+    animation = (f'<figure class="animation"><img src="{uri}" width="{w}" height="{h}" '
+                 'alt="the path from the start image to the counterfactual, animated">'
+                 '<figcaption>The path, animated (<a href="path.gif">path.gif</a>, beside this page)</figcaption>'
+                 "</figure>")
+    return (f"<section>\n<h2>The path</h2>\n{strip_html(panels)}\n"
+            f'<div class="path-row">\n{animation}\n{legend}\n</div>\n</section>')
 
 
 def _attribution_chart(exp: Explanation, top_k: int) -> str:
@@ -222,6 +248,7 @@ def _attribution_chart(exp: Explanation, top_k: int) -> str:
         muted=[not r.reliable for r in rows],
         title=f"Top {len(rows)} descriptor changes",
         axis_label="standardised change (in standard deviations)",
+        max_width=_PAGE_WIDTH,
     )
     note = ('<p class="legend"><span class="swatch" style="background:#b2182b"></span> increased \u00b7 '
             '<span class="swatch" style="background:#2166ac"></span> decreased')
@@ -335,6 +362,7 @@ def render_html(
     top_k: int = DEFAULT_TOP_K,
     max_frames: int = DEFAULT_MAX_FRAMES,
     panels: list[Panel] | None = None,
+    gif: bytes | None = None,
 ) -> str:
     """The text of ``explanation.html``.
 
@@ -343,19 +371,24 @@ def render_html(
         top_k: attributions shown in the bar chart (the table lists all).
         max_frames: intermediate frames shown in the strip.
         panels: the strip's panels when already made (`strip_panels`); None makes them.
+        gif: the bytes of ``path.gif`` when already made (`path_gif_bytes`); None makes them.
 
     Raises:
         InvalidInputError: the explanation has no images, or they are malformed.
     """
     if panels is None:
         panels = strip_panels(explanation, max_frames)
+    if gif is None:
+        gif = path_gif_bytes(explanation)
+    with Image.open(io.BytesIO(gif)) as animation:
+        gif_size = animation.size
     title = f"cfattack: {explanation.source_class} \u2192 {explanation.target}"
     body = "\n".join(
         part
         for part in (
             _header(explanation),
             _inversion_box(explanation),
-            _strip(panels),
+            _strip(panels, gif, gif_size),
             '<section class="charts">\n' + _attribution_chart(explanation, top_k) + "\n"
             + _probability_chart(explanation) + "\n</section>",
             _attribution_table(explanation),

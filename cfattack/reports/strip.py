@@ -21,10 +21,10 @@ from cfattack.errors import InvalidInputError
 from cfattack.reports.pixels import diverging_rgb, to_display_rgb, upscale_nearest
 
 if TYPE_CHECKING:  # reports build on the explanation; only the type is needed here
-    from cfattack.explain.explanation import Explanation
+    from cfattack.pipeline.explanation import Explanation
 
-__all__ = ["Panel", "DEFAULT_PANEL_HEIGHT", "DEFAULT_GAP", "DEFAULT_MAX_FRAMES", "display_scale", "strip_panels",
-           "compose_strip", "render_strip"]
+__all__ = ["Panel", "DEFAULT_PANEL_HEIGHT", "DEFAULT_GAP", "DEFAULT_MAX_FRAMES", "display_scale", "pick_frames",
+           "strip_panels", "compose_strip", "render_strip"]
 
 DEFAULT_PANEL_HEIGHT = 128
 DEFAULT_GAP = 4
@@ -45,7 +45,7 @@ def display_scale(height: int, target_height: int = DEFAULT_PANEL_HEIGHT) -> int
     return max(1, round(target_height / max(height, 1)))
 
 
-def _pick_frames(frame_steps: list[int], steps: int, max_frames: int) -> list[int]:
+def pick_frames(frame_steps: list[int], steps: int, max_frames: int) -> list[int]:
     """Indices of the frames strictly between the start (step 0) and the counterfactual (step ``steps``).
 
     The start and end iterates are already shown as the reconstruction (or original) and the
@@ -94,7 +94,7 @@ def strip_panels(explanation: Explanation, max_frames: int = DEFAULT_MAX_FRAMES)
     if latent:
         panels.append(Panel("reconstruction (step 0)", to_display_rgb(images.reconstruction, "reconstruction"),
                             "reconstruction"))
-    for i in _pick_frames(frame_steps, explanation.steps, max_frames):
+    for i in pick_frames(frame_steps, explanation.steps, max_frames):
         panels.append(Panel(f"step {frame_steps[i]}", to_display_rgb(frames[i], f"frame {i}"), "frame"))
     panels.append(Panel(f"counterfactual (step {explanation.steps})",
                         to_display_rgb(images.counterfactual, "counterfactual"), "counterfactual"))

@@ -1,8 +1,11 @@
 """Small SVG charts as strings, for self-contained HTML reports: horizontal bars and line curves.
 
 No plotting library and no script: each function returns one ``<svg>`` element whose text is
-escaped, sized in pixels, drawn with system sans-serif fonts. Inline it in HTML as is; wrap it
-with `svg_document` to save it as a standalone ``.svg`` file::
+escaped and sized in pixels. Room for text is measured with the font the charts name first
+(`cfattack.reports.fonts`), so labels, notes and titles fit: a long title wraps onto more lines,
+and a label or note longer than its column is cut with an ellipsis (the full text stays in the
+row's tooltip). Inline the result in HTML as is; wrap it with `svg_document` to save it as a
+standalone ``.svg`` file::
 
     bars = bar_chart_svg(["stroke width", "mean tone"], [1.8, -0.6], notes=["2.1 -> 3.4 px", "0.3 -> 0.2"])
     curve = line_chart_svg(range(24), probs, hline=0.5, hline_label="threshold", marker_index=23)
@@ -16,11 +19,12 @@ from html import escape
 from typing import Sequence
 
 from cfattack.errors import InvalidInputError
+from cfattack.reports.fonts import FONT_FAMILY, text_width
 from cfattack.reports.pixels import NEGATIVE_RGB, POSITIVE_RGB
 
-__all__ = ["Series", "bar_chart_svg", "line_chart_svg", "multi_line_chart_svg", "svg_document"]
+__all__ = ["Series", "bar_chart_svg", "line_chart_svg", "multi_line_chart_svg", "svg_document", "wrap_text"]
 
-FONT = "font-family=\"system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif\""
+FONT = f'font-family="{escape(FONT_FAMILY)}"'
 POSITIVE_COLOR = "#{:02x}{:02x}{:02x}".format(*POSITIVE_RGB)
 NEGATIVE_COLOR = "#{:02x}{:02x}{:02x}".format(*NEGATIVE_RGB)
 SERIES_COLORS = ("#1b6ca8", "#d1495b", "#2e933c", "#edae49", "#6a4c93", "#00798c")
@@ -28,6 +32,8 @@ AXIS_COLOR = "#888888"
 GRID_COLOR = "#e4e4e4"
 TEXT_COLOR = "#222222"
 MUTED_TEXT_COLOR = "#666666"
+TITLE_SIZE = 14
+TITLE_LINE = 18  # px between the baselines of a wrapped title's lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -40,13 +46,44 @@ def _text(x: float, y: float, text: str, *, size: int = 12, anchor: str = "start
             f"{escape(text)}</text>")
 
 
-def _text_width(text: str, size: int) -> float:
-    """A rough width of ``text`` in pixels: SVG cannot measure text without a renderer."""
-    return 0.58 * size * len(text)
+def _text_width(text: str, size: float, bold: bool = False) -> float:
+    return text_width(text, size, bold)
 
 
-def _clip(text: str, max_chars: int) -> str:
-    return text if len(text) <= max_chars else text[: max_chars - 1] + "\u2026"
+def _fit(text: str, size: float, max_width: float) -> str:
+    """``text`` cut with an ellipsis so that it measures at most ``max_width`` px."""
+    if _text_width(text, size) <= max_width:
+        return text
+    lo, hi = 0, len(text)  # the longest prefix that fits with its ellipsis
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _text_width(text[:mid] + "\u2026", size) <= max_width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo].rstrip() + "\u2026"
+
+
+def wrap_text(text: str, size: float, max_width: float, bold: bool = False) -> list[str]:
+    """Words of ``text`` in lines that each measure at most ``max_width`` px (a longer word is cut)."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        candidate = f"{line} {word}" if line else word
+        if _text_width(candidate, size, bold) <= max_width or not line:
+            line = candidate
+        else:
+            lines.append(line)
+            line = word
+    if line:
+        lines.append(line)
+    return [ln if _text_width(ln, size, bold) <= max_width else _fit(ln, size, max_width) for ln in lines] or [""]
+
+
+def _title(lines: list[str], x: float) -> list[str]:
+    """A bold title, one ``<text>`` per line, first baseline at y = 21."""
+    return [_text(x, 21 + i * TITLE_LINE, line, size=TITLE_SIZE, extra=' font-weight="600"')
+            for i, line in enumerate(lines)]
 
 
 def _finite(value: float | None) -> bool:
@@ -113,24 +150,29 @@ def bar_chart_svg(
     axis_label: str | None = None,
     value_format: str = "{:+.2f}",
     width: int = 760,
+    max_width: int | None = None,
     bar_height: int = 20,
-    max_label_chars: int = 34,
-    max_note_chars: int = 30,
+    max_label_width: float = 240.0,
+    max_note_width: float = 280.0,
 ) -> str:
     """One horizontal bar per label, from a zero line, coloured by sign (red positive, blue negative).
 
     Args:
-        labels: row names, drawn left of the bars (clipped to ``max_label_chars``; the full
+        labels: row names, drawn left of the bars (cut to ``max_label_width`` px; the full
             text is the row's tooltip).
         values: one number per label; the bar runs from 0 to it. Non-finite values draw no
             bar and read "n/a".
-        notes: optional text per row drawn right of the bars (e.g. ``"2.1 -> 3.4 px"``).
+        notes: optional text per row drawn right of the bars (e.g. ``"2.1 -> 3.4 px"``), cut
+            to ``max_note_width`` px.
         muted: optional flag per row: drawn pale with a dashed outline (e.g. an unreliable estimate).
         colors: optional CSS colour per row, replacing the sign colours.
-        title: drawn above the chart and used as its accessible title.
+        title: drawn above the chart (wrapped onto more lines when wider than the chart) and
+            used as its accessible title.
         axis_label: drawn under the axis (e.g. the unit of the values).
         value_format: format of the number printed at the end of each bar.
-        width: total width in pixels; the height follows from the number of rows.
+        width: the chart's width in pixels; it grows when the labels and notes need more room
+            (bars keep at least 160 px), up to ``max_width`` (None: no limit), and the columns
+            shrink to respect that limit. The height follows from the number of rows.
 
     Returns:
         An ``<svg>`` element as a string.
@@ -142,17 +184,28 @@ def bar_chart_svg(
         if seq is not None and len(seq) != n:
             raise InvalidInputError(f"bar_chart_svg: got {n} labels but {len(seq)} {name}")
     values = [float(v) if v is not None else math.nan for v in values]
-    shown_labels = [_clip(str(label), max_label_chars) for label in labels]
-    shown_notes = [_clip(str(note), max_note_chars) for note in notes] if notes is not None else [""] * n
 
-    # 1. Columns: labels | bars (with room for the value text at both ends) | notes.
-    size, pad, row = 12, 8, bar_height + 8
-    label_w = min(max((_text_width(s, size) for s in shown_labels), default=0.0), 260.0) + pad
-    note_w = min(max((_text_width(s, size) for s in shown_notes), default=0.0), 240.0)
-    value_w = _text_width(value_format.format(-8.88), size) + 6
+    # 1. Columns: labels | bars (with room for the value text at both ends) | notes, each sized to
+    #    its measured text; the chart widens for them, within max_width.
+    size, note_size, value_size, pad, row = 12, 11, 11, 8, bar_height + 8
+    if max_width is not None:
+        width = min(width, max_width)
+        max_label_width = min(max_label_width, max_width * 0.3)
+        max_note_width = min(max_note_width, max_width * 0.3)
+    shown_labels = [_fit(str(label), size, max_label_width) for label in labels]
+    shown_notes = ([_fit(str(note), note_size, max_note_width) for note in notes] if notes is not None
+                   else [""] * n)
+    label_w = max((_text_width(s, size) for s in shown_labels), default=0.0) + pad
+    note_w = max((_text_width(s, note_size) for s in shown_notes), default=0.0)
+    value_w = max(_text_width(value_format.format(v), value_size) for v in [-8.88, *values] if math.isfinite(v)) + 6
+    fixed = label_w + pad + 2 * value_w + pad + note_w + pad
+    width = max(width, int(math.ceil(fixed + 160)))
+    if max_width is not None:
+        width = min(width, max_width)
     bars_x0 = label_w + pad + value_w
-    bars_x1 = max(width - pad - note_w - pad - value_w, bars_x0 + 80)
+    bars_x1 = max(width - pad - note_w - pad - value_w, bars_x0 + 60)
     width = max(width, int(math.ceil(bars_x1 + value_w + pad + note_w + pad)))
+    title_lines = wrap_text(title, TITLE_SIZE, width - 2 * pad, bold=True) if title else []
 
     # 2. Value range: always include 0; a small floor keeps an all-zero chart drawable.
     finite = [v for v in values if math.isfinite(v)]
@@ -165,14 +218,13 @@ def bar_chart_svg(
     def x_of(v: float) -> float:
         return bars_x0 + (v - lo) / (hi - lo) * (bars_x1 - bars_x0)
 
-    top = pad + (22 if title else 0)
+    top = pad + (4 + TITLE_LINE * len(title_lines) if title_lines else 0)
     bottom = top + max(n, 1) * row
     height = bottom + 22 + (16 if axis_label else 0)
 
     # 3. Draw: grid and ticks, zero line, rows, axis label.
     parts = _svg_open(width, height, title, f"{n} bars")
-    if title:
-        parts.append(_text(pad, pad + 13, title, size=14, extra=' font-weight="600"'))
+    parts += _title(title_lines, pad)
     for t in ticks:
         x = x_of(t)
         parts.append(f'<line x1="{x:.1f}" y1="{top:.1f}" x2="{x:.1f}" y2="{bottom:.1f}" stroke="{GRID_COLOR}"/>')
@@ -200,11 +252,12 @@ def bar_chart_svg(
             parts.append(f'<rect x="{xa:.1f}" y="{y:.1f}" width="{max(xb - xa, 1.0):.1f}" height="{bar_height}" '
                          f'fill="{escape(color)}" stroke="{escape(color)}"{style}/>')
             value_x, anchor = (xb + 4, "start") if v >= 0 else (xa - 4, "end")
-            parts.append(_text(value_x, text_y, value_format.format(v), size=11, anchor=anchor, color=MUTED_TEXT_COLOR))
+            parts.append(_text(value_x, text_y, value_format.format(v), size=value_size, anchor=anchor,
+                               color=MUTED_TEXT_COLOR))
         else:
             parts.append(_text(x0 + 4, text_y, "n/a", size=11, color=MUTED_TEXT_COLOR))
         if shown_notes[i]:
-            parts.append(_text(bars_x1 + value_w + pad, text_y, shown_notes[i], size=11, color=MUTED_TEXT_COLOR))
+            parts.append(_text(bars_x1 + value_w + pad, text_y, shown_notes[i], size=note_size, color=MUTED_TEXT_COLOR))
         parts.append("</g>")
     if axis_label:
         parts.append(_text((bars_x0 + bars_x1) / 2, bottom + 32, axis_label, size=11, anchor="middle",
@@ -278,7 +331,9 @@ def multi_line_chart_svg(
 
     # 2. Plot area inside the margins.
     left = 14 + max((_text_width(_tick_label(t, y_ticks), 10) for t in y_ticks), default=10.0) + (16 if y_label else 0)
-    right, top = 16, 12 + (22 if title else 0)
+    title_lines = wrap_text(title, TITLE_SIZE, width - 16, bold=True) if title else []
+    right, top = 16, 12 + (4 + TITLE_LINE * len(title_lines) if title_lines else 0)
+    height += TITLE_LINE * max(len(title_lines) - 1, 0)  # a wrapped title adds lines, not plot height
     bottom = height - (24 + (16 if x_label else 0))
     plot_w, plot_h = width - left - right, bottom - top
 
@@ -291,8 +346,7 @@ def multi_line_chart_svg(
 
     # 3. Frame, grid, ticks and axis labels.
     parts = _svg_open(width, height, title, f"{len(series)} curves")
-    if title:
-        parts.append(_text(8, 21, title, size=14, extra=' font-weight="600"'))
+    parts += _title(title_lines, 8)
     for t in y_ticks:
         y = py(t)
         parts.append(f'<line x1="{left:.1f}" y1="{y:.1f}" x2="{left + plot_w:.1f}" y2="{y:.1f}" '
@@ -350,7 +404,8 @@ def multi_line_chart_svg(
         parts.append(f'<circle cx="{mx:.1f}" cy="{my:.1f}" r="5" fill="#ffffff" stroke="{TEXT_COLOR}" '
                      f'stroke-width="2"/>')
         if label:
-            right_side = mx < left + plot_w * 0.6
+            # Beside the marker on the side where the measured label fits (the right if both do).
+            right_side = mx + 8 + _text_width(label, 11) <= width - 2 or mx - 8 - _text_width(label, 11) < 2
             lx = mx + 8 if right_side else mx - 8
             ly = my + 16 if my < top + 18 else my - 8
             parts.append(_text(lx, ly, label, size=11, anchor="start" if right_side else "end"))

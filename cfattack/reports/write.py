@@ -1,4 +1,4 @@
-"""`write_report`: one explanation -> explanation.json, counterfactual.png, strip.png, explanation.html.
+"""`write_report`: one explanation -> explanation.json, counterfactual.png, strip.png, start.png, path.gif, explanation.html.
 
 Everything is rendered in memory first, so a malformed explanation fails before any file is
 written; each file is then written atomically (temporary file + rename), so a full disk leaves
@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 from cfattack.atomic import atomic_write, atomic_write_text
 from cfattack.errors import InvalidInputError
 from cfattack.images import save_image
+from cfattack.reports.animation import path_gif_bytes
 from cfattack.reports.html import DEFAULT_TOP_K, render_html
 from cfattack.reports.pixels import png_bytes
 from cfattack.reports.strip import DEFAULT_MAX_FRAMES, compose_strip, strip_panels
 
 if TYPE_CHECKING:
-    from cfattack.explain.explanation import Explanation
+    from cfattack.pipeline.explanation import Explanation
 
 __all__ = ["REPORT_FILES", "write_report"]
 
@@ -27,9 +28,14 @@ REPORT_FILES = {
     "json": "explanation.json",
     "counterfactual": "counterfactual.png",
     "strip": "strip.png",
+    "start": "start.png",
+    "gif": "path.gif",
     "html": "explanation.html",
 }
-"""The file each key of `write_report`'s result names."""
+"""The file each key of `write_report`'s result names: the JSON, the counterfactual, the strip
+(original | reconstruction | path | counterfactual | difference), the image the attack started
+from (the reconstruction, or the original in pixel space), the path as an animated GIF, and the
+self-contained page."""
 
 
 def write_report(
@@ -39,7 +45,7 @@ def write_report(
     top_k: int = DEFAULT_TOP_K,
     max_frames: int = DEFAULT_MAX_FRAMES,
 ) -> dict[str, Path]:
-    """Write the four report files of ``explanation`` into ``directory`` (created if missing).
+    """Write the report files of ``explanation`` (`REPORT_FILES`) into ``directory`` (created if missing).
 
     Args:
         explanation: an explanation with its images attached (not one read back from JSON).
@@ -48,7 +54,8 @@ def write_report(
         max_frames: intermediate frames of the path shown in the strip.
 
     Returns:
-        ``{"json": ..., "counterfactual": ..., "strip": ..., "html": ...}``, the paths written.
+        ``{"json": ..., "counterfactual": ..., "strip": ..., "start": ..., "gif": ..., "html": ...}``,
+        the paths written.
 
     Raises:
         InvalidInputError: the explanation has no images, or they are malformed.
@@ -69,7 +76,10 @@ def write_report(
     json_text = explanation.to_json()
     panels = strip_panels(explanation, max_frames)
     strip_png = png_bytes(compose_strip(panels))
-    page = render_html(explanation, top_k=top_k, panels=panels)
+    gif = path_gif_bytes(explanation)
+    page = render_html(explanation, top_k=top_k, panels=panels, gif=gif)
+    images = explanation.images
+    start = images.reconstruction if images.reconstruction is not None else images.original
 
     # 2. Write, each file atomically.
     directory = Path(directory)
@@ -78,5 +88,7 @@ def write_report(
     atomic_write_text(paths["json"], json_text)
     save_image(explanation.images.counterfactual, paths["counterfactual"])
     atomic_write(paths["strip"], lambda fh: fh.write(strip_png))
+    save_image(start, paths["start"])
+    atomic_write(paths["gif"], lambda fh: fh.write(gif))
     atomic_write_text(paths["html"], page)
     return paths

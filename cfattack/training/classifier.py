@@ -32,7 +32,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -342,6 +342,7 @@ def train_classifier(
     progress: bool = True,
     max_steps: int | None = None,
     datasets: Mapping[str, ImageDataset] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> ClassifierTrainingResult:
     """Train (or resume) until ``config.epochs`` are done or this call has made ``max_steps`` steps.
 
@@ -356,12 +357,14 @@ def train_classifier(
         config: the run's settings; a checkpoint in ``out_dir`` must have been written with the
             same ones (``threads``, ``device`` and ``eval_batch`` may change).
         out_dir: the run's folder (created if missing).
-        progress: show a tqdm bar and one line per epoch.
+        progress: on a terminal a bar and one line per epoch, and a summary line on stderr
+            either way (`cfattack.progress`).
         max_steps: stop this call after this many optimisation steps (checkpointing first).
         datasets: already loaded ``{"train", "val", "test"}`` splits to use instead of loading
             ``config.data`` (tests, notebooks); ``config.max_*_images`` still apply.
+        on_progress: called after every step as ``on_progress(steps done, total steps)``.
     """
-    from tqdm import tqdm
+    from cfattack.progress import Progress
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -387,9 +390,10 @@ def train_classifier(
         mark = time.monotonic()
         atomic_torch_save(run.state(), ckpt_path)
 
-    bar = tqdm(total=total_steps, initial=run.step, unit="step", disable=not progress,
-               desc=f"train classifier ({config.loss}, {config.head})", dynamic_ncols=True, mininterval=1.0)
-    try:
+    bar = Progress(f"train classifier ({config.loss}, {config.head})", total=total_steps, unit="steps",
+                   quiet=not progress, initial=run.step, leave=True)
+    steps_before = run.step
+    with bar:  # an error closes the bar without a summary
         while run.epoch < config.epochs:
             if max_steps is not None and steps_this_call >= max_steps:
                 break
@@ -400,19 +404,21 @@ def train_classifier(
                     break
                 loss = run.train_step()
                 steps_this_call += 1
-                bar.update(1)
-                bar.set_postfix(epoch=run.epoch + 1, loss=f"{loss:.3f}", refresh=False)
+                bar.update_to(run.step)
+                bar.note(f"epoch {run.epoch + 1}, loss={loss:.3f}")
+                if on_progress is not None:
+                    on_progress(run.step, total_steps)
             if run.position < run.steps_per_epoch:  # stopped by max_steps inside the epoch
                 break
             record = run.end_epoch(val)
-            if progress:
-                bar.write(f"epoch {record['epoch']}/{config.epochs}: train loss {record['train_loss']:.4f} "
-                          f"acc {record['train_accuracy']:.4f} | val acc {record['val_accuracy']:.4f} "
-                          f"macro-F1 {record['val_macro_f1']:.4f}{_extras(record)}")
+            bar.write(f"epoch {record['epoch']}/{config.epochs}: train loss {record['train_loss']:.4f} "
+                      f"acc {record['train_accuracy']:.4f} | val acc {record['val_accuracy']:.4f} "
+                      f"macro-F1 {record['val_macro_f1']:.4f}{_extras(record)}")
             save_checkpoint()
             _write_json(_metrics_document(run, finished=False), out / "metrics.json")
-    finally:
-        bar.close()
+        best = f", best val accuracy {run.best_accuracy:.4f} (epoch {run.best_epoch})" if run.history else ""
+        bar.close(bar.rate_line("train classifier", run.step - steps_before, "steps",
+                                f"epoch {run.epoch} of {config.epochs}{best}"))
 
     if run.epoch < config.epochs:
         save_checkpoint()

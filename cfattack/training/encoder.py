@@ -20,6 +20,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -118,7 +119,7 @@ class _Run:
     def load(self, state: dict) -> None:
         if state.get("format") != _FORMAT:
             raise InvalidInputError(f"not a cfattack encoder training checkpoint (format {state.get('format')!r})")
-        keep = {"total_kimg", "snapshot_kimg", "threads", "eval_images"}
+        keep = {"total_kimg", "snapshot_kimg", "threads", "device", "eval_images"}
         saved = EncoderTrainingConfig.model_validate(state["config"]).model_dump(exclude=keep)
         if saved != self.config.model_dump(exclude=keep):
             raise InvalidInputError("the checkpoint was written with a different training config; "
@@ -179,10 +180,14 @@ def train_encoder(
     progress: bool = True,
     train_data: ImageDataset | None = None,
     eval_data: ImageDataset | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> EncoderTrainingResult:
-    """Train (or resume) the encoder; writes ``checkpoint.pt``, ``encoder.pt``, ``log.jsonl``, ``config.json``."""
-    from tqdm import tqdm
+    """Train (or resume) the encoder; writes ``checkpoint.pt``, ``encoder.pt``, ``log.jsonl``, ``config.json``.
 
+    ``progress``: a bar on a terminal and a summary line on stderr (`cfattack.progress`);
+    ``on_progress(images seen, total images)`` follows every step.
+    """
+    from cfattack.progress import Progress
     from cfattack.stylegan.loading import load_generator
 
     out = Path(out_dir)
@@ -196,8 +201,10 @@ def train_encoder(
 
         classifier, _ = load_classifier_checkpoint(config.feature_classifier, device=config.device)
         classifier.requires_grad_(False)
-    train = train_data if train_data is not None else load_dataset(config.data, "train")
-    evaluation = eval_data if eval_data is not None else load_dataset(config.data, "val")
+    # An image folder is read at the generator's size and channels (its default is 32 px grey).
+    folder = {"resolution": G.img_resolution, "channels": G.img_channels} if Path(config.data).is_dir() else {}
+    train = train_data if train_data is not None else load_dataset(config.data, "train", **folder)
+    evaluation = eval_data if eval_data is not None else load_dataset(config.data, "val", **folder)
     expected = (G.img_channels, G.img_resolution, G.img_resolution)
     for ds in (train, evaluation):
         if tuple(ds.images.shape[1:]) != expected:
@@ -207,7 +214,7 @@ def train_encoder(
     run = _Run(config, G, train)
     ckpt = out / _CHECKPOINT
     if ckpt.exists():
-        run.load(torch.load(ckpt, map_location=run.device, weights_only=True))
+        run.load(torch.load(ckpt, map_location="cpu", weights_only=True))  # load_state_dict moves it
     atomic_write_text(out / "config.json", json.dumps(config.model_dump(mode="json"), indent=2))
 
     total_images = int(config.total_kimg * 1000)
@@ -234,8 +241,10 @@ def train_encoder(
                                      run.seconds, dict(metrics))
 
     result = None
-    bar = tqdm(total=total_images, initial=run.images_seen, unit="img", disable=not progress, desc="train encoder")
-    try:
+    bar = Progress("train encoder", total=total_images, unit="img", quiet=not progress, initial=run.images_seen,
+                   leave=True)
+    images_before = run.images_seen
+    with bar:  # an error closes the bar without a summary
         run.E.train()
         while run.images_seen < total_images:
             if (max_steps is not None and steps >= max_steps) or (
@@ -245,12 +254,14 @@ def train_encoder(
             before = run.images_seen
             losses = run.iterate(total_images, classifier)
             steps += 1
-            bar.update(run.images_seen - before)
-            bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()})
+            bar.update_to(run.images_seen)
+            bar.note(", ".join(f"{k}={v:.4f}" for k, v in losses.items()))
+            if on_progress is not None:
+                on_progress(run.images_seen, total_images)
             if run.images_seen // snapshot_images != before // snapshot_images:
                 result = snapshot()
-    finally:
-        bar.close()
-    if result is None or result.step != run.step:
-        result = snapshot()
+        if result is None or result.step != run.step:
+            result = snapshot()
+        bar.close(bar.rate_line("train encoder", run.images_seen - images_before, "img",
+                                f"step {run.step}, {run.images_seen / 1000:.1f} of {total_images / 1000:.1f} kimg"))
     return result

@@ -214,16 +214,18 @@ def train_gan(
     progress: bool = True,
     data: ImageDataset | None = None,
     on_snapshot: Callable[[GanTrainingResult], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> GanTrainingResult:
     """Train (or resume) until ``config.total_kimg``, ``max_minutes`` or ``max_steps`` of this call.
 
     Writes into ``out_dir``: ``config.json``, ``checkpoint.pt`` (everything needed to resume),
     ``log.jsonl`` (losses per snapshot), ``samples/grid_<kimg>.png`` and, at every snapshot,
-    ``generator.pt`` (the EMA generator in cfattack's checkpoint format).
+    ``generator.pt`` (the EMA generator in cfattack's checkpoint format). ``progress``: a bar on
+    a terminal and a summary line on stderr (`cfattack.progress`); ``on_progress(images seen,
+    total images)`` follows every step.
     """
-    from tqdm import tqdm
-
     from cfattack.images import save_image_grid
+    from cfattack.progress import Progress
     from cfattack.stylegan.checkpoint import save_generator_checkpoint
 
     out = Path(out_dir)
@@ -250,8 +252,9 @@ def train_gan(
     started = time.monotonic()
     steps_this_call = 0
     losses: dict[str, float] = {}
-    bar = tqdm(total=total_images, initial=run.images_seen, unit="img", disable=not progress,
-               desc="train gan", dynamic_ncols=True)
+    bar = Progress("train gan", total=total_images, unit="img", quiet=not progress, initial=run.images_seen,
+                   leave=True)
+    images_before = run.images_seen
 
     mark = time.monotonic()
 
@@ -273,7 +276,7 @@ def train_gan(
         return result
 
     result = None
-    try:
+    with bar:  # an error closes the bar without a summary
         while run.images_seen < total_images:
             if max_steps is not None and steps_this_call >= max_steps:
                 break
@@ -282,12 +285,14 @@ def train_gan(
             before = run.images_seen
             losses = run.iterate()
             steps_this_call += 1
-            bar.update(run.images_seen - before)
-            bar.set_postfix(g=f"{losses['loss_g']:.3f}", d=f"{losses['loss_d']:.3f}")
+            bar.update_to(run.images_seen)
+            bar.note(f"g={losses['loss_g']:.3f}, d={losses['loss_d']:.3f}")
+            if on_progress is not None:
+                on_progress(run.images_seen, total_images)
             if run.images_seen // snapshot_images != before // snapshot_images:
                 result = snapshot()
-    finally:
-        bar.close()
-    if result is None or result.step != run.step:
-        result = snapshot()
+        if result is None or result.step != run.step:
+            result = snapshot()
+        bar.close(bar.rate_line("train gan", run.images_seen - images_before, "img",
+                                f"step {run.step}, {run.images_seen / 1000:.1f} of {total_images / 1000:.1f} kimg"))
     return result

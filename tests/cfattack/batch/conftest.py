@@ -15,8 +15,9 @@ from tests.cfattack.cli.test_cli import run_cli
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO_ROOT / "examples"
-# Tiny settings: encoder-only inversion, short attacks with a larger step so some items reach.
-FAST = ("--inversion-steps", "0", "--steps", "20", "--lr", "0.05", "--quiet")
+# Tiny settings: encoder-only inversion, short attacks with a larger step so some items reach; the
+# CPU even where a GPU is present (--device auto), so every run here computes the same numbers.
+FAST = ("--inversion-steps", "0", "--steps", "20", "--lr", "0.05", "--quiet", "--device", "cpu")
 # One thread in every subprocess: the same numbers as the tests' process, and no oversubscription.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # The job shared by the resume and torchrun tests: 16 items (2 fail: pullovers toward pullover), 4 batches.

@@ -17,7 +17,7 @@ from cfattack.batch.file_hashes import CACHE_NAME, FileHashCache, bundle_file_ha
 from cfattack.batch.manifest import config_hash
 from cfattack.batch.store import ResultRecord, read_jsonl
 from cfattack.bundle import bundle_spec_path, read_bundle_spec
-from cfattack.explain.explanation import ExplainConfig
+from cfattack.pipeline.explanation import ExplainConfig
 from tests.cfattack.batch.conftest import EXAMPLES, FAST, run_batch
 from tests.cfattack.cli.test_cli import assert_one_line_failure
 

@@ -12,7 +12,7 @@ from cfattack.batch.manifest import collect_items, config_hash, list_images, rea
 from cfattack.batch.runner import batches_of
 from cfattack.bundle import bundle_spec_path, read_bundle_spec
 from cfattack.errors import InvalidInputError
-from cfattack.explain.explanation import ExplainConfig
+from cfattack.pipeline.explanation import ExplainConfig
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 

@@ -217,7 +217,7 @@ def test_a_changed_config_is_refused_unless_restart(reference_job, tmp_path):
 
 
 def test_failed_batches_are_kept_until_retry_failed(tmp_path, monkeypatch):
-    from cfattack.explain.explainer import Explainer
+    from cfattack.pipeline.explainer import Explainer
 
     out = tmp_path / "job"
     job = (str(EXAMPLES), "--target", "coat", "--limit", "3", "--out", out, *FAST)

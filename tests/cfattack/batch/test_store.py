@@ -15,7 +15,7 @@ from cfattack.batch.store import (
     record_line,
 )
 from cfattack.errors import InvalidInputError
-from cfattack.explain.explanation import ExplainConfig
+from cfattack.pipeline.explanation import ExplainConfig
 
 
 def result(key: str, reached: bool = True, change: float = 0.5, folder: str | None = None) -> ResultRecord:

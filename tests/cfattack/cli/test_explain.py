@@ -80,10 +80,10 @@ def test_shift_lr_moves_the_garment_and_the_report_says_how_far(tmp_path):
 
 def test_default_out_dir_is_named_after_image_and_target(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert default_out_dir(Path("a/b/shoe.png"), "ankle boot") == Path("explanations/shoe-to-ankle-boot")
+    assert default_out_dir(Path("a/b/shoe.png"), "ankle boot") == Path("explain/shoe-to-ankle-boot")
     result = run_cli("explain", EXAMPLES / "bag-1.png", "--target", "coat", "--steps", "5", *FAST)
     assert result.exit_code == 0, result.stderr
-    assert (tmp_path / "explanations" / "bag-1-to-coat" / "explanation.html").is_file()
+    assert (tmp_path / "explain" / "bag-1-to-coat" / "explanation.html").is_file()
 
 
 def test_unreached_target_exits_zero_and_says_so(tmp_path):

@@ -15,13 +15,13 @@ from PIL import Image
 import cfattack.atomic
 from cfattack.attribution.changes import DescriptorChange
 from cfattack.errors import InvalidInputError
-from cfattack.explain.explanation import ExplainConfig, Explanation, ExplanationImages, InversionReport
+from cfattack.pipeline.explanation import ExplainConfig, Explanation, ExplanationImages, InversionReport
 from cfattack.reports import bar_chart_svg, image_data_uri, line_chart_svg, svg_document, write_report
 from cfattack.reports.html import FLAGGED_BANNER, render_html
 from cfattack.reports.pixels import diverging_rgb
 from cfattack.reports.strip import DEFAULT_GAP, render_strip
 
-FILES = {"json", "counterfactual", "strip", "html"}
+FILES = {"json", "counterfactual", "strip", "start", "gif", "html"}
 
 
 def _row(
@@ -98,11 +98,11 @@ def _panel_count(width: int, panel_width: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# The four files.
+# The report files.
 
 
 @pytest.mark.parametrize("channels, size", [(1, 32), (3, 16)])
-def test_write_report_writes_four_files_and_json_round_trips(tmp_path, channels, size):
+def test_write_report_writes_every_file_and_json_round_trips(tmp_path, channels, size):
     exp = _explanation(channels, size)
     out = tmp_path / "new" / "report"  # missing folders are created
     paths = write_report(exp, out)
@@ -116,6 +116,11 @@ def test_write_report_writes_four_files_and_json_round_trips(tmp_path, channels,
         assert im.mode == ("L" if channels == 1 else "RGB")
         assert im.size == (size, size)
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    with Image.open(paths["start"]) as im:  # the attack's start: the reconstruction
+        start = np.asarray(im)
+    expected = ((exp.images.reconstruction * 127.5 + 128).floor().clamp(0, 255).to(torch.uint8)
+                .permute(1, 2, 0).numpy())
+    assert np.array_equal(start.reshape(expected.shape), expected)
 
 
 def test_explanation_save_uses_write_report(tmp_path):

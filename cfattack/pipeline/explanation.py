@@ -6,8 +6,10 @@ plus the images of the path, which JSON leaves out and `Explanation.save` writes
 
     exp = Explainer(bundle).explain("examples/coat-1.png", target="pullover")
     exp.reached, exp.steps, exp.attributions[0].name
-    exp.save("out/")          # explanation.json, counterfactual.png, strip.png, explanation.html
+    exp.save("out/")          # explanation.json, counterfactual.png, strip.png, start.png, path.gif, explanation.html
     exp.images.counterfactual  # tensor [C, H, W] in [-1, 1]
+    exp                        # one line in a REPL; the strip and top changes in a notebook
+    exp.plot(), exp.to_dataframe()   # a matplotlib figure, a pandas table (extras "plot", "table")
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from cfattack.attribution.changes import DescriptorChange
 from cfattack.config import AttackConfig, FrozenConfig, InversionConfig
+from cfattack.errors import InvalidInputError
 
 __all__ = ["ExplainConfig", "InversionReport", "Explanation", "ExplanationImages", "EXPLANATION_FORMAT"]
 
@@ -162,10 +165,45 @@ class Explanation(BaseModel):
         return cls.model_validate_json(text)
 
     def save(self, directory: str | os.PathLike) -> dict[str, Path]:
-        """Write the four report files into ``directory``; see `cfattack.reports.write_report`."""
+        """Write the report files into ``directory``; see `cfattack.reports.write_report`."""
         from cfattack.reports import write_report
 
         return write_report(self, directory)
+
+    def __repr__(self) -> str:
+        """One line: classes, outcome, steps, p(target), the three largest changes (not the 10 kB field dump)."""
+        from cfattack.reports.notebook import explanation_repr
+
+        return explanation_repr(self)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the outcome, the strip at half size and the top five changes."""
+        from cfattack.reports.notebook import explanation_html
+
+        return explanation_html(self)
+
+    def plot(self, top_k: int = 8) -> Any:
+        """A matplotlib ``Figure``: the images, the ``top_k`` changes and p(target) along the path.
+
+        Needs matplotlib (``pip install 'cfattack[plot]'``; `MissingDependencyError` otherwise).
+        Save it with ``fig.savefig(path)``; a notebook shows it. See `cfattack.reports.figures`.
+        """
+        from cfattack.reports.figures import explanation_figure
+
+        return explanation_figure(self, top_k=top_k)
+
+    def to_dataframe(self, which: Literal["attributions", "measured"] = "attributions") -> Any:
+        """The ranked ``attributions`` (or the ``measured`` changes) as a ``pandas.DataFrame``, index ``rank``.
+
+        Needs pandas (``pip install 'cfattack[table]'``; `MissingDependencyError` otherwise).
+        """
+        from cfattack.reports.tables import changes_dataframe
+
+        if which not in ("attributions", "measured"):
+            raise InvalidInputError(f"which must be 'attributions' or 'measured'; got {which!r}")
+        return changes_dataframe(self.attributions if which == "attributions" else self.measured)
 
     def summary_line(self) -> str:
         """One line: ``coat -> pullover: reached in 23 steps (p=0.51)``."""
