@@ -30,6 +30,7 @@ __all__ = [
     "Descriptor",
     "DescriptorSet",
     "as_image_batch",
+    "circular_difference",
     "intensity",
     "luminance",
 ]
@@ -96,6 +97,12 @@ def luminance(batch: np.ndarray) -> np.ndarray:
     return np.einsum("nchw,c->nhw", u, _BT601)
 
 
+def circular_difference(delta: np.ndarray, period: float) -> np.ndarray:
+    """Differences of a circular quantity wrapped into [-period/2, period/2): 350 -> 10 deg is +20, not -340."""
+    half = 0.5 * float(period)
+    return (np.asarray(delta, dtype=np.float64) + half) % float(period) - half
+
+
 # -- the record -------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -110,6 +117,9 @@ class Descriptor:
         channels: the channel counts it applies to: ``(1,)``, ``(3,)`` or ``(1, 3)``.
         fn: the function; it accepts a raw batch (tensor or array) and returns float64 [N].
         higher_means: optional short reading of a larger value, e.g. ``"thicker strokes"``.
+        period: for a circular quantity, the value after which it wraps (360 for a hue in
+            degrees); changes are then read as the shorter way round (`circular_difference`).
+            None (the default) for ordinary quantities.
     """
 
     name: str
@@ -119,6 +129,7 @@ class Descriptor:
     channels: tuple[int, ...]
     fn: Callable[[object], np.ndarray]
     higher_means: str = ""
+    period: float | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -137,6 +148,11 @@ class Descriptor:
             raise ValueError(f"descriptor {self.name!r}: meaning must be one non-empty line")
         if not callable(self.fn):
             raise ValueError(f"descriptor {self.name!r}: fn is not callable")
+        if self.period is not None:
+            if not (isinstance(self.period, (int, float)) and np.isfinite(self.period) and self.period > 0):
+                raise ValueError(f"descriptor {self.name!r}: period must be a positive number or None, "
+                                 f"got {self.period!r}")
+            object.__setattr__(self, "period", float(self.period))
 
     def applies_to(self, channels: int) -> bool:
         """Whether the descriptor is defined for images with this many channels."""
@@ -152,10 +168,15 @@ class Descriptor:
         assert values.shape == (batch.shape[0],), (self.name, values.shape, batch.shape)
         return values
 
+    def difference(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """``after - before``; for a circular descriptor the shorter way round, in [-period/2, period/2)."""
+        delta = np.asarray(after, dtype=np.float64) - np.asarray(before, dtype=np.float64)
+        return delta if self.period is None else circular_difference(delta, self.period)
+
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready row: name, unit, meaning, group, channels, higher_means."""
+        """JSON-ready row: name, unit, meaning, group, channels, higher_means, period."""
         return {"name": self.name, "unit": self.unit, "meaning": self.meaning, "group": self.group,
-                "channels": list(self.channels), "higher_means": self.higher_means}
+                "channels": list(self.channels), "higher_means": self.higher_means, "period": self.period}
 
     def _channels_text(self) -> str:
         return " or ".join(str(c) for c in self.channels)

@@ -51,18 +51,27 @@ def _padded(u: np.ndarray) -> np.ndarray:
     return np.pad(u, ((0, 0), (1, 1), (1, 1)), mode="edge")
 
 
+def _sobel_xy(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grey planes ``[N, H, W]`` -> Sobel derivatives (gx, gy) ``[N, H, W]`` in intensity per px (kernels / 8)."""
+    p = _padded(u)
+    rows_smooth = p[:, :-2, :] + 2.0 * p[:, 1:-1, :] + p[:, 2:, :]          # [N, H, W + 2]
+    cols_smooth = p[:, :, :-2] + 2.0 * p[:, :, 1:-1] + p[:, :, 2:]          # [N, H + 2, W]
+    return (rows_smooth[:, :, 2:] - rows_smooth[:, :, :-2]) / 8.0, (cols_smooth[:, 2:, :] - cols_smooth[:, :-2, :]) / 8.0
+
+
+def _laplacian(u: np.ndarray) -> np.ndarray:
+    """Grey planes ``[N, H, W]`` -> 5-point Laplacian (4 neighbours - 4 x the pixel) ``[N, H, W]``, border replicated."""
+    p = _padded(u)
+    return p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:] - 4.0 * p[:, 1:-1, 1:-1]
+
+
 def sobel_magnitude(images: object) -> np.ndarray:
     """Gradient magnitude ``[N, H, W]`` in intensity per px, from 3x3 Sobel kernels divided by 8.
 
     Divided by 8 the Sobel kernel is a central difference smoothed across the edge, so a
     linear ramp of slope s gives s, and a sharp 0 -> 1 step gives 0.5 on the two pixels beside it.
     """
-    p = _padded(luminance(as_image_batch(images)))
-    rows_smooth = p[:, :-2, :] + 2.0 * p[:, 1:-1, :] + p[:, 2:, :]          # [N, H, W + 2]
-    cols_smooth = p[:, :, :-2] + 2.0 * p[:, :, 1:-1] + p[:, :, 2:]          # [N, H + 2, W]
-    gx = (rows_smooth[:, :, 2:] - rows_smooth[:, :, :-2]) / 8.0
-    gy = (cols_smooth[:, 2:, :] - cols_smooth[:, :-2, :]) / 8.0
-    return np.hypot(gx, gy)
+    return np.hypot(*_sobel_xy(luminance(as_image_batch(images))))
 
 
 def edge_density(images: object, edge_threshold: float = 0.1) -> np.ndarray:
@@ -82,8 +91,7 @@ def texture_energy(images: object) -> np.ndarray:
     curvature, not to smooth gradients: 0 for a flat image or a linear ramp, 16 inside a
     one-pixel black-and-white checkerboard. Over the whole image, so outlines contribute too.
     """
-    p = _padded(luminance(as_image_batch(images)))
-    lap = p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:] - 4.0 * p[:, 1:-1, 1:-1]
+    lap = _laplacian(luminance(as_image_batch(images)))
     return (lap * lap).mean(axis=(1, 2))
 
 
@@ -126,22 +134,25 @@ def _hsv_hue_deg(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def hue(images: object, min_chroma: float = 0.1) -> np.ndarray:
-    """Circular mean HSV hue of the coloured pixels, in degrees [0, 360): 0 red, 120 green, 240 blue.
+    """Chroma-weighted circular mean HSV hue, in degrees [0, 360): 0 red, 120 green, 240 blue.
 
-    Only pixels with chroma (max - min of R, G, B in [0, 1]) of at least ``min_chroma`` take
-    part: grey, near-black and near-white pixels have no stable hue. NaN when no pixel is
-    coloured enough, or when the hues cancel out (e.g. half red, half cyan).
+    Each pixel with chroma (max - min of R, G, B in [0, 1]) of at least ``min_chroma`` votes
+    for its hue with a weight equal to its chroma, so vivid pixels count more than muted ones;
+    grey, near-black and near-white pixels have no stable hue and do not vote. NaN when no pixel
+    is coloured enough, or when the hues cancel out (e.g. half red, half cyan). Hue is circular:
+    compare two values by their difference wrapped into [-180, 180) (the record's ``period``).
     """
     if not 0.0 < float(min_chroma) <= 1.0:
         raise ValueError(f"min_chroma must lie in (0, 1], got {min_chroma!r}")
-    h, chroma = _hsv_hue_deg(_rgb(images, "hue"))
-    use = chroma >= float(min_chroma)
+    # float32 per pixel (the trigonometry runs about 5x faster; hue to ~1e-5 deg), float64 sums.
+    h, chroma = _hsv_hue_deg(_rgb(images, "hue").astype(np.float32))
+    weight = np.where(chroma >= np.float32(min_chroma), chroma, np.float32(0.0))
     rad = np.radians(h)
-    s = (np.sin(rad) * use).sum(axis=(1, 2))
-    c = (np.cos(rad) * use).sum(axis=(1, 2))
-    count = use.sum(axis=(1, 2))
-    # A resultant shorter than 1e-6 of the pixel count means the hues cancel: no mean direction.
-    undefined = (count == 0) | (np.hypot(s, c) <= 1e-6 * np.maximum(count, 1))
+    s = (np.sin(rad) * weight).sum(axis=(1, 2), dtype=np.float64)
+    c = (np.cos(rad) * weight).sum(axis=(1, 2), dtype=np.float64)
+    total = weight.sum(axis=(1, 2), dtype=np.float64)
+    # A resultant shorter than 1e-6 of the total weight means the hues cancel: no mean direction.
+    undefined = (total <= 0) | (np.hypot(s, c) <= 1e-6 * total)
     return np.where(undefined, np.nan, np.degrees(np.arctan2(s, c)) % 360.0)
 
 
@@ -174,7 +185,7 @@ def colour_descriptors(min_chroma: float = 0.1) -> list[Descriptor]:
         Descriptor("colourfulness", "H&S M (0-255 scale)",
                    "Hasler-Suesstrunk colourfulness: std + 0.3 x mean of the rg/yb opponent channels",
                    "colour", (3,), colourfulness, "more colourful"),
-        Descriptor("hue", "deg", f"circular mean HSV hue of pixels with chroma >= {float(min_chroma):g}; "
-                   "NaN if none", "colour", (3,), partial(hue, min_chroma=float(min_chroma)),
-                   "circular: 0 red, 120 green, 240 blue"),
+        Descriptor("hue", "deg", f"chroma-weighted circular mean HSV hue of pixels with chroma >= "
+                   f"{float(min_chroma):g}; NaN if none", "colour", (3,), partial(hue, min_chroma=float(min_chroma)),
+                   "circular: 0 red, 120 green, 240 blue", period=360.0),
     ]

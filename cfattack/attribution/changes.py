@@ -26,7 +26,9 @@ class DescriptorChange(FrozenConfig):
     higher_means: str = Field("", description="Short reading of a larger value, e.g. 'thicker strokes'.")
     before: float = Field(description="Value for the original (predicted or measured), in the descriptor's unit.")
     after: float = Field(description="Value for the counterfactual, in the descriptor's unit.")
-    change: float = Field(description="after - before, in the descriptor's unit.")
+    change: float = Field(
+        description="after - before, in the descriptor's unit (the shorter way round for a circular one such as hue)."
+    )
     standardized_change: float = Field(
         description="change / the descriptor's standard deviation over generator samples (the ranking key)."
     )

@@ -28,7 +28,13 @@ import torch
 from cfattack.attribution.mlp import _fit_mlp, _mlp_forward
 from cfattack.attribution.predictors import LatentDescriptorModel, PredictorFit, _features, _plain, _shape_text
 from cfattack.attribution.regression import _fit_logistic, _fit_ridge, _r2
-from cfattack.attribution.sampling import _jittered, _shifted, generator_fingerprint, sample_latents
+from cfattack.attribution.sampling import (
+    _jittered,
+    _shifted,
+    descriptor_values,
+    generator_fingerprint,
+    sample_latents,
+)
 from cfattack.errors import InvalidInputError
 
 __all__ = ["fit_descriptor_model", "fit_from_latents"]
@@ -372,18 +378,7 @@ def fit_descriptor_model(
         ws = torch.cat([ws, _jittered(anchor_ws[:num_anchors].to(ws), ws.std(dim=0), anchor_jitter, seed)])
     if shift_jitter > 0:
         ws = _shifted(G, ws, shift_jitter, seed)
-    parts: dict[str, list[np.ndarray]] = {d.name: [] for d in applicable}
-    steps = range(0, num_samples, batch)
-    if progress:
-        from tqdm import tqdm
-
-        steps = tqdm(steps, desc="descriptors", unit="batch")
-    with torch.no_grad():
-        for i in steps:
-            images = G.synthesis(ws[i:i + batch], noise_mode="const")
-            for name, v in chosen.compute(images).items():
-                parts[name].append(v)
-    values = {name: np.concatenate(v) for name, v in parts.items()}
+    values = descriptor_values(G, ws, chosen, batch=batch, progress=progress)
     sample_seconds = time.perf_counter() - start
 
     # 2. Fit.

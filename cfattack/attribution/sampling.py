@@ -1,20 +1,23 @@
 """Generator latents for fitting descriptor predictors, and the fingerprint that ties a model to its generator.
 
 `sample_latents` draws reproducible ``ws`` (optionally style-mixed); `_jittered` and `_shifted`
-widen the sample around inverted real images and across object positions. They feed
-`cfattack.attribution.fitting.fit_descriptor_model`; `generator_fingerprint` is recorded in
+widen the sample around inverted real images and across object positions; `descriptor_values`
+measures descriptors on the images of many latents, a batch at a time. They feed
+`cfattack.attribution.fitting.fit_descriptor_model` and `cfattack.attribution.spread`; `generator_fingerprint` is recorded in
 the fitted model's metadata and checked by `LatentDescriptorModel.fits_generator`.
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
+import numpy as np
 import torch
 
 from cfattack.errors import InvalidInputError
 
-__all__ = ["generator_fingerprint", "sample_latents"]
+__all__ = ["descriptor_values", "generator_fingerprint", "sample_latents"]
 
 
 def generator_fingerprint(G: torch.nn.Module) -> str:
@@ -61,6 +64,27 @@ def sample_latents(G: torch.nn.Module, num: int, *, truncation_psi: float = 1.0,
         layer = torch.arange(G.num_ws, device=device).view(1, -1)
         ws = torch.where(((layer >= cut) & mix).unsqueeze(2), other, ws)
     return ws
+
+
+@torch.no_grad()
+def descriptor_values(G: torch.nn.Module, ws: torch.Tensor, descriptors: Any, *, batch: int,
+                      progress: bool = False, desc: str = "descriptors") -> dict[str, np.ndarray]:
+    """Synthesise ``ws [N, num_ws, w_dim]`` ``batch`` at a time and measure ``descriptors`` on the images.
+
+    Returns ``{name: float64 [N]}`` in the set's order (NaN where a descriptor is undefined).
+    Only one batch of images is held at a time, so any number of samples fits in memory.
+    """
+    parts: dict[str, list[np.ndarray]] = {d.name: [] for d in descriptors}
+    starts = range(0, int(ws.shape[0]), int(batch))
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc=desc, unit="batch")
+    for i in starts:
+        images = G.synthesis(ws[i:i + batch], noise_mode="const")
+        for name, values in descriptors.compute(images).items():
+            parts[name].append(values)
+    return {name: np.concatenate(v) for name, v in parts.items()}
 
 
 def _jittered(anchors: torch.Tensor, spread: torch.Tensor, jitter: float, seed: int) -> torch.Tensor:

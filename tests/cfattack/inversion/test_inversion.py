@@ -26,7 +26,7 @@ def test_refinement_recovers_a_generated_image(G):
     torch.manual_seed(1)
     with torch.no_grad():
         target = G.synthesis(G.mapping(torch.randn(3, 8), None), noise_mode="const").clamp(-1, 1)
-    result = Inverter(G, config=InversionConfig(steps=150, lr=0.05)).invert(target)
+    result = Inverter(G, config=InversionConfig(start="average", steps=150, lr=0.05)).invert(target)
     assert result.ws.shape == (3, G.num_ws, 8) and result.reconstruction.shape == target.shape
     assert torch.all(result.psnr > result.encoder_psnr + 3), (result.psnr, result.encoder_psnr)
     assert result.loss_curve[-1] < result.loss_curve[0]
@@ -39,7 +39,7 @@ def test_zero_steps_is_encoder_only_and_w_mode_shares_one_w(G):
     enc_only = Inverter(G, encoder=E, config=InversionConfig(steps=0)).invert(images)
     assert torch.allclose(enc_only.ws, E(images))
     assert torch.allclose(enc_only.psnr, enc_only.encoder_psnr)
-    w_mode = Inverter(G, config=InversionConfig(steps=5, latent="w")).invert(images)
+    w_mode = Inverter(G, config=InversionConfig(start="average", steps=5, latent="w")).invert(images)
     assert torch.allclose(w_mode.ws, w_mode.ws[:, :1].expand_as(w_mode.ws))
 
 
@@ -52,7 +52,8 @@ def test_poor_reconstructions_and_label_changes_are_flagged(G):
 
     bright = noise.clone()
     bright[0] = 0.9  # a flat bright image the tiny generator cannot reach exactly? maybe; noise can't
-    result = Inverter(G, classifier=brightness_classifier, config=InversionConfig(steps=3, flag_psnr_below=40)).invert(bright)
+    config = InversionConfig(start="average", steps=3, flag_psnr_below=40)
+    result = Inverter(G, classifier=brightness_classifier, config=config).invert(bright)
     assert result.flagged.all()
     assert all(any("PSNR" in r for r in reasons) for reasons in result.reasons)
     assert result.label_match is not None and result.label_original.tolist()[0] == 1
