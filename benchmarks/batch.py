@@ -29,8 +29,8 @@ import torch
 
 from cfattack.attack.objectives import class_probabilities
 from cfattack.batch import BatchJob
-from cfattack.explain.explainer import Explainer
-from cfattack.explain.explanation import ExplainConfig
+from cfattack.pipeline.explainer import Explainer
+from cfattack.pipeline.explanation import ExplainConfig
 
 
 def make_items(explainer: Explainer, examples: Path, count: int) -> tuple[list[Path], list[str]]:

@@ -37,8 +37,8 @@ from cfattack.attack.objectives import class_probabilities
 from cfattack.bundle.loader import load_bundle
 from cfattack.evaluation.compare import ReferenceEmbedding, real_images_of_classes
 from cfattack.config import AttackConfig, InversionConfig
-from cfattack.explain.explainer import Explainer
-from cfattack.explain.explanation import ExplainConfig
+from cfattack.pipeline.explainer import Explainer
+from cfattack.pipeline.explanation import ExplainConfig
 from cfattack.quality.metrics import embed_images, frechet_distance
 from cfattack.training.data import load_dataset
 

@@ -44,10 +44,10 @@ _LAZY_EXPORTS: dict[str, str] = {
     "BundleError": "cfattack.bundle.spec",
     "BundleSpec": "cfattack.bundle.spec",
     "load_bundle": "cfattack.bundle.loader",
-    "Explainer": "cfattack.explain.explainer",
-    "explain": "cfattack.explain.explainer",
-    "Explanation": "cfattack.explain.explanation",
-    "ExplainConfig": "cfattack.explain.explanation",
+    "Explainer": "cfattack.pipeline.explainer",
+    "explain": "cfattack.pipeline.explainer",
+    "Explanation": "cfattack.pipeline.explanation",
+    "ExplainConfig": "cfattack.pipeline.explanation",
     "AttackConfig": "cfattack.config",
     "InversionConfig": "cfattack.config",
     "LatentAttack": "cfattack.attack.latent_attack",
@@ -64,8 +64,8 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names; runtime stays
     from cfattack.bundle.loader import Bundle, load_bundle
     from cfattack.bundle.spec import BundleError, BundleSpec
     from cfattack.config import AttackConfig, InversionConfig
-    from cfattack.explain.explainer import Explainer, explain
-    from cfattack.explain.explanation import ExplainConfig, Explanation
+    from cfattack.pipeline.explainer import Explainer, explain
+    from cfattack.pipeline.explanation import ExplainConfig, Explanation
     from cfattack.inversion.inverter import Inverter
     from cfattack.errors import (
         CfattackError, InvalidInputError, NetworkLoadError, UnsafePickleError, UntrustedCodeError,

@@ -151,12 +151,13 @@ LAYERS: dict[str, int] = {
     "stylegan3_ops": 0, "descriptors": 0,
     "cfattack.errors": 0, "cfattack.atomic": 1, "cfattack.int_ranges": 1, "cfattack.classes": 1,
     "cfattack.regular_files": 1, "cfattack.bounded_pickle": 1, "cfattack.torch_zip": 2,
+    "cfattack.progress": 1, "cfattack.threads": 1,
     "cfattack.config": 0, "cfattack.images": 2, "cfattack": 0,
     "cfattack.stylegan": 3, "cfattack.classifiers": 3, "cfattack.reports": 3,
     "cfattack.quality": 4, "cfattack.attack": 4, "cfattack.attribution": 4,
     "cfattack.inversion": 5,
     "cfattack.bundle": 6,
-    "cfattack.explain": 7,
+    "cfattack.pipeline": 7,
     "cfattack.batch": 8, "cfattack.training": 8,
     "cfattack.evaluation": 9,
     "cfattack.cli": 10,
@@ -166,7 +167,7 @@ LAYERS: dict[str, int] = {
 
 
 def _package_of(module: str) -> str:
-    """``cfattack.explain.explainer`` -> ``cfattack.explain``; ``descriptors.shape`` -> ``descriptors``."""
+    """``cfattack.pipeline.explainer`` -> ``cfattack.explain``; ``descriptors.shape`` -> ``descriptors``."""
     parts = module.split(".")
     return ".".join(parts[:2]) if parts[0] == "cfattack" else parts[0]
 
@@ -189,7 +190,7 @@ def test_shared_helpers_import_no_stage():
     graph = import_graph()
     helpers = ("cfattack.errors", "cfattack.atomic", "cfattack.images", "cfattack.config",
                "cfattack.classes", "cfattack.int_ranges", "cfattack.regular_files",
-               "cfattack.bounded_pickle", "cfattack.torch_zip")
+               "cfattack.bounded_pickle", "cfattack.torch_zip", "cfattack.progress", "cfattack.threads")
     for helper in helpers:
         upward = {m for m in graph[helper] if m.startswith("cfattack.") and m not in helpers}
         assert not upward, f"{helper} imports {sorted(upward)}"

@@ -49,6 +49,7 @@ from cfattack.attack.result import (
     _cpu,
 )
 from cfattack.attack.robustness import shifted_views
+from cfattack.attack.shift_search import search_shift, shift_entry0
 from cfattack.attack.update_rules import (
     _all_per_item,
     _gradient,
@@ -121,13 +122,19 @@ class LatentAttack:
         with torch.random.fork_rng(devices=fork_devices, enabled=cfg.seed is not None), torch.enable_grad():
             if cfg.seed is not None:
                 torch.manual_seed(cfg.seed)
-            return self._ascend(ws0, start_images, target, began, shift_directions, on_step)
+            start, start_shift = ws0, None
+            if cfg.shift_search_px and ws0 is not None and shift_directions is not None:
+                start_shift = search_shift(self._stop_score(target), ws0, shift_directions, cfg.shift_search_px)
+                start = shift_entry0(ws0, start_shift, shift_directions)
+            return self._ascend(start, start_images, target, began, shift_directions, on_step,
+                                origin=ws0, start_shift=start_shift)
 
     # --- the loop ---------------------------------------------------------------------------
 
     def _ascend(
         self, ws0: torch.Tensor | None, start_images: torch.Tensor | None, target: torch.Tensor, began: float,
         shift_directions: torch.Tensor | None, on_step: Callable[[int, int, int], None] | None = None,
+        origin: torch.Tensor | None = None, start_shift: torch.Tensor | None = None,
     ) -> AttackResult:
         cfg = self.config
         x0 = self._start(ws0, start_images)
@@ -136,7 +143,7 @@ class LatentAttack:
         track = _Tracks.empty(x0, cfg.steps, cfg.num_frames)
         moments = _moments(var, cfg.optimizer)
         shifts = None  # shift_lr: [N, 2] pixels moved so far, and the update rule's state
-        if shift_directions is not None:
+        if shift_directions is not None and cfg.shift_lr is not None:
             shifts = torch.zeros(var.shape[0], 2, dtype=var.dtype, device=var.device)
             shift_moments = _moments(shifts, cfg.optimizer)
         movable = self._movable_entries(var)
@@ -185,7 +192,7 @@ class LatentAttack:
             shift_grad = None
             if going.any():
                 grad = _gradient(loss[going].sum(), x)
-                if shift_directions is not None:  # d loss / d shift, before layers masks entry 0
+                if shifts is not None:  # d loss / d shift, before layers masks entry 0
                     shift_grad = torch.einsum("nd,nkd->nk", grad[:, 0], shift_directions[rows])
                     ended[going & ~_all_per_item(torch.isfinite(shift_grad))] = _NON_FINITE
                 if movable is not None:
@@ -220,7 +227,24 @@ class LatentAttack:
 
         if on_step is not None:
             on_step(step, int(track.active.numel()), int(track.active.numel()))
-        return self._result(ws0, x0, var, target, track, began, shifts)
+        if start_shift is not None:  # the move made before the ascent is part of the answer
+            shifts = start_shift if shifts is None else shifts + start_shift
+        return self._result(ws0, x0, var, target, track, began, shifts, origin)
+
+    def _stop_score(self, target: torch.Tensor) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """ws -> (log p(target), passes the stop criterion): what `search_shift` tries candidates with.
+
+        The direction is taken from the log-probability whatever the attack's objective: far
+        from the target, p itself is too flat to say which way is up.
+        """
+        def score(ws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            imgs = self._decode(ws)
+            logits = self._logits(imgs, ws.shape[0], 0)
+            _check_target_range(target, max(logits.shape[1], 2))
+            p = class_probabilities(logits.detach()).gather(1, target[:, None]).squeeze(1)
+            _, p_stop = self._robust_score(imgs, logits.detach(), target, p, logits.shape[1])
+            return objective_value(logits, target, "log_probability"), p_stop > self.config.threshold
+        return score
 
     def _robust_score(
         self, imgs: torch.Tensor, logits: torch.Tensor, tgt: torch.Tensor, p: torch.Tensor, num_classes: int,
@@ -228,8 +252,8 @@ class LatentAttack:
         """(objective [n], probability that must pass the threshold [n]) of the iterate.
 
         Without ``robust_shift_px`` that is the objective and probability of the image itself;
-        with it, the objective is averaged over the image and its shifted views, and the
-        probability is the lowest over them (`cfattack.attack.robustness`).
+        with it, the objective is averaged over the image and its shifted views, and with
+        ``robust_stop`` the probability is the lowest over them (`cfattack.attack.robustness`).
         """
         cfg = self.config
         objective = objective_value(logits, tgt, cfg.objective)
@@ -241,6 +265,8 @@ class LatentAttack:
         view_tgt = tgt.repeat(count)
         view_objective = objective_value(view_logits, view_tgt, cfg.objective).view(count, -1)
         objective = (objective + view_objective.sum(dim=0)) / (count + 1)
+        if not cfg.robust_stop:
+            return objective, p
         view_p = class_probabilities(view_logits.detach()).gather(1, view_tgt[:, None]).view(count, -1)
         return objective, torch.minimum(p, view_p.amin(dim=0))
 
@@ -322,12 +348,16 @@ class LatentAttack:
     # --- input checks and the result ----------------------------------------------------------
 
     def _check_shift_directions(self, directions: torch.Tensor | None, ws0: torch.Tensor | None) -> torch.Tensor | None:
-        if self.config.shift_lr is None:
+        cfg = self.config
+        searching = bool(cfg.shift_search_px) and cfg.space == "w+"
+        if cfg.shift_lr is None and not searching:
             if directions is not None:
-                raise InvalidInputError("shift_directions given but config.shift_lr is None (shifting is off)")
+                raise InvalidInputError("shift_directions given but neither shift_lr nor shift_search_px is on")
             return None
+        if directions is None and cfg.shift_lr is None:
+            return None  # the search is skipped without directions (e.g. a decoder that is no StyleGAN3)
         if ws0 is None or ws0.ndim != 3:
-            raise InvalidInputError("shift_lr needs ws0 of shape [N, num_ws, w_dim]")
+            raise InvalidInputError("shift_lr and shift_search_px need ws0 of shape [N, num_ws, w_dim]")
         want = (ws0.shape[0], 2, ws0.shape[2])
         if directions is None:
             raise InvalidInputError(f"shift_lr needs shift_directions {list(want)} "
@@ -373,17 +403,20 @@ class LatentAttack:
 
     def _result(
         self, ws0: torch.Tensor | None, x0: torch.Tensor, var: torch.Tensor, target: torch.Tensor,
-        track: _Tracks, began: float, shifts: torch.Tensor | None = None,
+        track: _Tracks, began: float, shifts: torch.Tensor | None = None, origin: torch.Tensor | None = None,
     ) -> AttackResult:
+        """The result; distances and ``images0`` are measured from ``origin`` (the caller's ws0, before
+        any whole-object shift) when given."""
         cfg = self.config
+        origin = ws0 if origin is None else origin
         assert track.images_cf is not None and not track.active.any()
         with torch.no_grad():
             if cfg.space == "pixel":
                 images0, ws_cf, frames_ws, frames_images = x0, None, None, track.frames
                 latent_distance = per_entry = None
             else:
-                assert ws0 is not None
-                images0 = self._decode(ws0)
+                assert ws0 is not None and origin is not None
+                images0 = self._decode(origin)
                 ws_cf = self._latent(var, ws0).contiguous()
                 frames_ws = torch.stack([self._latent(track.frames[:, f], ws0) for f in range(cfg.num_frames)], dim=1)
                 frames_images = None
@@ -391,7 +424,7 @@ class LatentAttack:
                     frames_images = torch.stack(
                         [_cpu(self._decode(frames_ws[:, f].to(var.device))) for f in range(cfg.num_frames)], dim=1
                     )
-                diff = ws_cf - ws0
+                diff = ws_cf - origin
                 latent_distance = diff.flatten(1).norm(dim=1)
                 per_entry = diff.norm(dim=-1).mean(dim=-1) if diff.ndim == 3 else latent_distance
             pixel_diff = (track.images_cf - images0).flatten(1)
@@ -406,7 +439,7 @@ class LatentAttack:
             source_class=_cpu(track.source_class),
             source_probability=_cpu(track.source_probability),
             probability_curves=[curve[: s + 1].clone() for curve, s in zip(_cpu(track.curves), steps.tolist())],
-            ws0=_cpu(ws0),
+            ws0=_cpu(origin),
             ws_cf=_cpu(ws_cf),
             images0=_cpu(images0),
             images_cf=_cpu(track.images_cf),

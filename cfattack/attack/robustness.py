@@ -2,9 +2,10 @@
 
 A change that flips a classifier only at one exact pixel alignment is a non-robust pixel
 pattern, the stuff adversarial examples are made of; other classifiers (and the same one on a
-re-saved, re-cropped image) do not see it. Scoring each iterate on the decoded image and on
-copies shifted by up to ``radius`` pixels left, right, up and down, and stopping only when
-every view passes the threshold, leaves the attack only changes that survive being moved.
+re-saved, re-cropped image) do not see it. Averaging the objective over the decoded image and
+copies shifted by up to ``radius`` pixels left, right, up and down (and, with ``robust_stop``,
+stopping only when every view passes the threshold) steers the attack toward changes that
+survive being moved.
 The set of views is fixed (no random draws), so an item's path does not depend on the batch
 it shares or on a random state.
 """

@@ -83,6 +83,12 @@ class ImageSpec(FrozenConfig):
         description="Pixel value range of images passed between networks: always [-1, 1] (NVIDIA's "
         "convention). A classifier that expects other inputs says so in its input_normalization.",
     )
+    kind: Literal["objects", "photos"] = Field(
+        "objects",
+        description="What the images show, which picks the descriptors that can explain them: 'objects' on a "
+        "plain background (shape descriptors apply: ink area, width, centroid, ...) or 'photos' (tone, colour, "
+        "texture and sharpness only).",
+    )
 
     @field_validator("value_range")
     @classmethod

@@ -35,8 +35,8 @@ from pydantic import BaseModel, Field
 from cfattack.bundle import Bundle, BundleClassifier
 from cfattack.classes import normalize_class_name, resolve_class
 from cfattack.errors import InvalidInputError
-from cfattack.explain.explainer import Explainer, ImageInput
-from cfattack.explain.explanation import ExplainConfig, Explanation
+from cfattack.pipeline.explainer import Explainer, ImageInput
+from cfattack.pipeline.explanation import ExplainConfig, Explanation
 from cfattack.quality.metrics import frechet_distance
 
 __all__ = [
@@ -266,6 +266,8 @@ def compare_classifiers(
     real: tuple[torch.Tensor, torch.Tensor] | None = None,
     reference: str | None = None,
     on_classifier: Callable[[str], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> Comparison:
     """Explain ``images`` toward ``targets`` with each classifier and summarise (see module docstring).
 
@@ -278,6 +280,8 @@ def compare_classifiers(
         real: (images, labels) of real images for realism; None skips realism.
         reference: classifier whose embedding measures realism (default: the bundle's default).
         on_classifier: called with each classifier's name before its explanations start.
+        on_stage, on_progress: passed to `Explainer.explain_many` for every classifier (stages,
+            inversion steps, attack steps with the items finished), e.g. to drive a progress bar.
 
     Raises:
         InvalidInputError: unknown classifier or target, unreadable image, no images.
@@ -312,7 +316,8 @@ def compare_classifiers(
         clf = bundle.classifier(name)
         with torch.no_grad():
             labels = clf(batch.to(bundle.device)).argmax(1).cpu().tolist()
-        made = explainer.explain_many(list(images), target_idx, classifier=name)
+        made = explainer.explain_many(list(images), target_idx, classifier=name, on_stage=on_stage,
+                                      on_progress=on_progress)
         exps: list[Explanation | None] = [e if label != t else None for e, label, t in zip(made, labels, target_idx)]
         result.explanations[name] = exps
         row = _summarise(name, exps, ref, real, time.perf_counter() - started)

@@ -7,7 +7,7 @@ bundle's latent descriptor predictors (or the descriptors measured on the two im
 which human-meaningful features changed. Everything is batched: `Explainer.explain_many`
 inverts and attacks N images in one pass, each item stopping on its own::
 
-    from cfattack.explain.explainer import Explainer
+    from cfattack.pipeline.explainer import Explainer
     explainer = Explainer("default")                     # or a Bundle, or a bundle directory
     exp = explainer.explain("examples/coat-1.png", target="pullover")
     print(exp.summary_line()); exp.save("out/")
@@ -31,7 +31,7 @@ from cfattack.attribution.measured import measured_changes
 from cfattack.attribution.predictors import LatentDescriptorModel, load_descriptor_model
 from cfattack.bundle.loader import Bundle, load_bundle
 from cfattack.errors import InvalidInputError
-from cfattack.explain.explanation import ExplainConfig, Explanation, ExplanationImages, InversionReport
+from cfattack.pipeline.explanation import ExplainConfig, Explanation, ExplanationImages, InversionReport
 from cfattack.images import image_from_pil, load_image
 from cfattack.inversion.inverter import InversionResult, Inverter
 from cfattack.stylegan.translation import translation_directions
@@ -79,7 +79,8 @@ class Explainer:
             self.descriptor_model = load_descriptor_model(bundle.descriptor_model_path).to(bundle.device)
         from descriptors import default_descriptors
 
-        self.descriptors = default_descriptors(bundle.spec.image.channels)
+        self.descriptors = default_descriptors(bundle.spec.image.channels, kind=bundle.spec.image.kind)
+        self._spread: dict[str, float] | None = None  # see _descriptor_std
 
     def effective_config(self) -> ExplainConfig:
         """The settings an explanation really runs with (and records).
@@ -233,7 +234,8 @@ class Explainer:
             timings["inversion"] = time.perf_counter() - tic
             stage("attack")
             tic = time.perf_counter()
-            directions = translation_directions(G, inversion.ws) if cfg.attack.shift_lr is not None else None
+            moves_object = cfg.attack.shift_lr is not None or (cfg.attack.shift_search_px and cfg.attack.space == "w+")
+            directions = translation_directions(G, inversion.ws) if moves_object else None
             result = attack.run(inversion.ws, target_tensor, shift_directions=directions,
                                 on_step=_attack_progress(on_progress))
         timings["attack"] = time.perf_counter() - tic
@@ -272,16 +274,20 @@ class Explainer:
                 on_progress: Callable[[str, int, int], None] | None = None) -> InversionResult:
         """Invert x, reusing the latents of an identical earlier batch (e.g. another classifier).
 
-        Inversion does not depend on the classifier (it only sets the label flags, which
-        `Inverter.judge` recomputes) and is deterministic, so a reused result is the one a fresh
-        run would give. A few recent batches are kept.
+        Unless the classifier shapes the latents (`Inverter.latents_depend_on_classifier`: a
+        perceptual term, a class-conditioned search) inversion only uses it for the label flags,
+        which `Inverter.judge` recomputes; it is deterministic, so a reused result is the one a
+        fresh run would give. A few recent batches are kept.
         """
         settings = self.effective_config().inversion
         inverter = Inverter(self.bundle.generator, self.bundle.encoder, clf, settings)
         key = (hashlib.sha1(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest(), tuple(x.shape), str(x.device),
-               settings.model_dump_json())
+               settings.model_dump_json(),
+               # a perceptual term or a class-conditioned search makes the latents the classifier's own
+               id(clf) if inverter.latents_depend_on_classifier() else None)
         cached = self._inversions.pop(key, None)
-        result = inverter.invert(x) if cached is None else inverter.judge(cached, x)
+        on_step = None if on_progress is None else (lambda done, total: on_progress("invert", done, total))
+        result = inverter.invert(x, on_step=on_step) if cached is None else inverter.judge(cached, x)
         self._inversions[key] = result
         while len(self._inversions) > _INVERSIONS_KEPT:
             self._inversions.pop(next(iter(self._inversions)))
@@ -307,10 +313,24 @@ class Explainer:
             return self.descriptor_model.rank(ws0, ws_cf, include_unreliable=self.config.include_unreliable)
 
     def _measured(self, start: torch.Tensor, cf: torch.Tensor) -> list[list[DescriptorChange]]:
-        std = None
-        if self.descriptor_model is not None:
-            std = {fit.name: fit.std for fit in self.descriptor_model.fits}
-        return measured_changes(self.descriptors, start, cf, std=std)
+        return measured_changes(self.descriptors, start, cf, std=self._descriptor_std())
+
+    def _descriptor_std(self) -> dict[str, float]:
+        """Each descriptor's spread: the unit of a measured change ("sd").
+
+        From the bundle's descriptor model where it has the descriptor, else measured on
+        generator samples (`cfattack.attribution.spread.descriptor_spread`, cached on disk).
+        """
+        model_std = {fit.name: fit.std for fit in self.descriptor_model.fits} if self.descriptor_model else {}
+        if all(d.name in model_std for d in self.descriptors):
+            return model_std
+        if self._spread is None:
+            from cfattack.attribution.spread import descriptor_spread
+
+            spread = descriptor_spread(self.bundle.generator, self.descriptors, samples=self.config.spread_samples,
+                                       truncation_psi=self.bundle.spec.truncation_psi)
+            self._spread = dict(spread.std)
+        return {**self._spread, **model_std}
 
     def _explanation(
         self,
@@ -333,6 +353,11 @@ class Explainer:
         summary = result.summary()[i]
         warnings: list[str] = []
         reached, reason = summary.reached, summary.reason
+        # The start image is the reconstruction (before any whole-object move); pixel space starts
+        # from the input itself.
+        start_class = summary.source_class
+        if inversion is not None and inversion.label_reconstruction is not None:
+            start_class = int(inversion.label_reconstruction[i])
         report = None
         if inversion is not None:
             label_match = None if inversion.label_match is None else bool(inversion.label_match[i])
@@ -346,13 +371,14 @@ class Explainer:
                                 + " -- the counterfactual explains the reconstruction, not the input")
         # A start that is already the target, or that the classifier labels unlike the input, makes
         # the result no counterfactual of the input: say so, and never count it as reached.
-        if cfg.attack.space != "pixel" and summary.reached and summary.steps == 0:
+        moved = summary.shift_px is not None and any(abs(v) > 0 for v in summary.shift_px)
+        if cfg.attack.space != "pixel" and summary.reached and summary.steps == 0 and not moved:
             reached, reason = False, "start_past_threshold"
             warnings.append(f"the reconstruction is already {names[target]!r} (p={summary.target_probability:.2f}): the "
                             "inversion changed the class, so there is no counterfactual of the input to show")
-        elif cfg.attack.space != "pixel" and summary.source_class != source:
+        elif cfg.attack.space != "pixel" and start_class != source:
             reached, reason = False, "start_mislabelled"
-            warnings.append(f"the attack started from a reconstruction labelled {names[summary.source_class]!r}, not "
+            warnings.append(f"the attack started from a reconstruction labelled {names[start_class]!r}, not "
                             f"{names[source]!r} as the input: the result explains another image and does not count "
                             "as reached")
         if not summary.reached:
@@ -370,7 +396,7 @@ class Explainer:
             source_class=names[source],
             source_index=source,
             source_probability=source_probability,
-            start_class=names[summary.source_class],
+            start_class=names[start_class],
             target=names[target],
             target_index=target,
             reached=reached,
@@ -382,7 +408,7 @@ class Explainer:
             space=cfg.attack.space,
             latent_distance=summary.latent_distance,
             pixel_rms=summary.pixel_rms,
-            shift_px=summary.shift_px,
+            shift_px=summary.shift_px if (moved or cfg.attack.shift_lr is not None) else None,
             probability_curve=summary.probability_curve,
             frame_steps=summary.frame_steps,
             inversion=report,

@@ -33,7 +33,7 @@ EXPLANATION_FORMAT = "cfattack.explanation/1"
 
 
 class ExplainConfig(FrozenConfig):
-    """Settings of `cfattack.explain.explainer.Explainer`: inversion, attack and attribution."""
+    """Settings of `cfattack.pipeline.explainer.Explainer`: inversion, attack and attribution."""
 
     inversion: InversionConfig = Field(
         default_factory=InversionConfig, description="Encoder start plus optimisation refinement of the input image."
@@ -44,6 +44,11 @@ class ExplainConfig(FrozenConfig):
     )
     include_unreliable: bool = Field(
         False, description="Rank descriptors whose latent predictor scored below the quality bar too."
+    )
+    spread_samples: int = Field(
+        256, ge=8, le=100_000,
+        description="Generator samples that measure each descriptor's spread, the unit of a measured change, when "
+        "the bundle's descriptor model does not give it (computed once per generator and cached).",
     )
     allow_same_class: bool = Field(
         False, description="Accept a target equal to the class the classifier already predicts (else an error)."

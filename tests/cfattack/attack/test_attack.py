@@ -331,7 +331,7 @@ def test_shift_needs_its_directions_and_w_plus():
         attack(decode=lambda ws: ws[:, 0], shift_lr=0.1).run(ws0, 1)
     with pytest.raises(InvalidInputError, match=r"shift_directions must be \[1, 2, 2\]"):
         attack(decode=lambda ws: ws[:, 0], shift_lr=0.1).run(ws0, 1, shift_directions=SHIFT_DIRECTIONS[:, :1])
-    with pytest.raises(InvalidInputError, match="shifting is off"):
+    with pytest.raises(InvalidInputError, match="neither shift_lr nor shift_search_px is on"):
         attack(decode=lambda ws: ws[:, 0]).run(ws0, 1, shift_directions=SHIFT_DIRECTIONS)
     with pytest.raises(InvalidInputError, match=r"ws0 of shape \[N, num_ws, w_dim\]"):
         attack(shift_lr=0.1).run(X_START[None], 1, shift_directions=SHIFT_DIRECTIONS)

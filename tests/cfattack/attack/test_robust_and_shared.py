@@ -38,13 +38,14 @@ def test_robust_views_make_the_change_survive_shifts():
     start = -torch.ones(1, 1, 16, 16)
     plain = LatentAttack(lambda w: w, _OnePixel(), AttackConfig(space="pixel", lr=0.05, steps=200, threshold=0.9))
     robust = LatentAttack(lambda w: w, _OnePixel(),
-                          AttackConfig(space="pixel", lr=0.05, steps=200, threshold=0.9, robust_shift_px=1))
+                          AttackConfig(space="pixel", lr=0.05, steps=200, threshold=0.9, robust_shift_px=1,
+                                       robust_stop=True))
     a = plain.run(None, 1, images=start)
     b = robust.run(None, 1, images=start)
     assert a.reached.all() and b.reached.all()
     neighbours = [(8, 9), (8, 7), (9, 8), (7, 8)]
-    # Without views only the one pixel changes; with them its four neighbours must light up too,
-    # because the item stops only when every shifted view also passes the threshold.
+    # Without views only the one pixel changes; with them (and robust_stop) its four neighbours
+    # must light up too, because the item stops only when every shifted view also passes.
     assert all(float(a.images_cf[0, 0, r, c]) == -1 for r, c in neighbours)
     assert all(float(b.images_cf[0, 0, r, c]) > -0.5 + 0.9 / 8 for r, c in neighbours)
     views = shifted_views(b.images_cf, 1)
@@ -72,3 +73,43 @@ def test_shared_change_is_w_plus_only_and_alone():
         AttackConfig(shared_change=True, layers=(1,))
     with pytest.raises(ValidationError):
         AttackConfig(robust_shift_px=5)
+
+
+def test_shift_search_takes_the_smallest_passing_shift_along_the_steepest_axis():
+    from cfattack.attack.shift_search import search_shift
+
+    # A toy "generator": ws[:, 0, 0] is the object's x position, ws[:, 0, 1] its y position;
+    # the class is "right" once x passes 2.2 px. Directions move x and y by one pixel each.
+    ws0 = torch.zeros(3, 2, 2)
+    ws0[1, 0, 0] = 1.0  # already closer
+    directions = torch.eye(2).expand(3, 2, 2).clone()
+
+    def score(ws):
+        x = ws[:, 0, 0]
+        objective = 5 * x - 0.1 * ws[:, 0, 1].square()  # rises fastest along +x
+        return objective, x > 2.2
+
+    shift = search_shift(score, ws0, directions, radius=2)
+    assert shift[0].tolist() == [0.0, 0.0]  # 2.5 px would be needed: beyond the radius, nothing applied
+    assert shift[1].tolist() == [1.5, 0.0]  # the smallest half-pixel step that passes
+    assert search_shift(score, ws0, directions, radius=3)[0].tolist() == [2.5, 0.0]
+    assert search_shift(score, ws0, directions, radius=0).abs().sum() == 0
+
+
+def test_shift_search_in_the_attack_starts_from_the_shifted_latent_and_reports_the_move():
+    # Decode is the identity on a 2-vector "image"; class 1 needs coordinate 0 above 1.2.
+    class Position(nn.Module):
+        def forward(self, x):
+            return torch.stack([torch.zeros_like(x[:, 0, 0, 0]), 10 * (x[:, 0, 0, 0] - 1.2)], dim=1)
+
+    ws0 = torch.zeros(2, 2, 2)
+    directions = torch.eye(2).expand(2, 2, 2).clone()
+    config = AttackConfig(space="w+", shift_search_px=2, steps=50, lr=0.05)
+    result = LatentAttack(lambda ws: ws.unsqueeze(1), Position(), config).run(ws0, 1, shift_directions=directions)
+    assert result.reached.all() and result.steps.tolist() == [0, 0]
+    assert result.shift_px.tolist() == [[1.5, 0.0], [1.5, 0.0]]
+    torch.testing.assert_close(result.ws0, ws0)  # distances count the move
+    assert result.latent_distance.tolist() == pytest.approx([1.5, 1.5])
+    # Without directions (a decoder that is no StyleGAN3) the search is skipped, not an error.
+    plain = LatentAttack(lambda ws: ws.unsqueeze(1), Position(), config).run(ws0, 1)
+    assert plain.reached.all() and plain.steps.min() > 0 and plain.shift_px is None

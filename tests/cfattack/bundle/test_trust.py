@@ -29,7 +29,7 @@ from cfattack.classifiers import build_classifier
 from cfattack.classifiers.backbone import Classifier
 from cfattack.classifiers.checkpoint import load_classifier_checkpoint, save_classifier_checkpoint
 from cfattack.errors import CfattackError, InvalidInputError, UntrustedCodeError
-from cfattack.explain.explainer import Explainer, explain
+from cfattack.pipeline.explainer import Explainer, explain
 from tests.cfattack.bundle.test_bundle import CH, FACTORIES, K, RES, _bundle_dir, _one_line_error, _spec, assets  # noqa: F401
 from tests.cfattack.bundle_factories import ScriptedForever, TinyNet
 from tests.cfattack.cli.test_cli import assert_one_line_failure, run_cli

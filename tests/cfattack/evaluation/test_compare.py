@@ -13,7 +13,7 @@ from cfattack.cli.root import cli
 from cfattack.evaluation.compare import DEFAULT_TARGETS, attribution_concentration, compare_classifiers, default_targets
 from cfattack.config import InversionConfig
 from cfattack.errors import InvalidInputError
-from cfattack.explain.explanation import ExplainConfig
+from cfattack.pipeline.explanation import ExplainConfig
 from cfattack.reports.comparison import write_comparison
 from cfattack.training.data import load_fashion_mnist
 
@@ -80,7 +80,7 @@ def test_report_files_open_offline(comparison, tmp_path):
     paths = write_comparison(comparison, tmp_path / "cmp")
     page = paths["html"].read_text()
     assert "<script" not in page and "http://" not in page and "https://" not in page
-    assert page.count("<svg") >= 5 and page.count('alt="strip for') == 2
+    assert page.count("<svg") >= 5 and page.count('<figure class="classifier"') == 2
     doc = json.loads(paths["json"].read_text())
     assert [r["name"] for r in doc["classifiers"]] == ["baseline", "twin"]
     assert doc["targets"] == ["pullover", "ankle-boot", "dress", "pullover"]
