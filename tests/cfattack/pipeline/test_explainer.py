@@ -203,11 +203,11 @@ class _PositionClassifier(torch.nn.Module):
         return -8 * (soft_centroid_x(x)[:, None] - self.centres[None]).square() / self.width
 
 
-# The attack may move the garment as a whole (shift_lr, px per step) and reshapes it slowly
-# (lr): a generator trained on centred garments translates little per unit of w, so plain W+
-# steps move the centroid mostly by reshaping (symmetry, slant), and the explanation would
-# rightly report that (training-runs/README.md).
-KNOWN_ANSWER_ATTACK = AttackConfig(shift_search_px=4)
+# With default settings: the attack first tries moving the garment as a whole (shift_search_px)
+# and keeps the smallest shift that already convinces the classifier; a generator trained on
+# centred garments translates little per unit of w, so without that move the ascent reshapes
+# the garment (symmetry, slant) and the explanation would rightly report reshaping
+# (training-runs/README.md).
 
 
 @pytest.mark.slow
@@ -230,7 +230,7 @@ def test_known_answer_the_one_descriptor_the_classifier_uses_ranks_first(bundle)
                            img_resolution=32).eval()
     bundle.classifiers["position"] = clf
     try:
-        explainer = Explainer(bundle, ExplainConfig(inversion=InversionConfig(steps=50), attack=KNOWN_ANSWER_ATTACK))
+        explainer = Explainer(bundle, ExplainConfig())  # the defaults, nothing tuned for this case
         with torch.no_grad():
             source = clf(x).argmax(1).tolist()
         # Four classes left or right: a shift of about 3 px, which the generator can make.
@@ -245,9 +245,10 @@ def test_known_answer_the_one_descriptor_the_classifier_uses_ranks_first(bundle)
     measured_first = [e.measured[0].name for e in reached]
     assert measured_first.count("centroid_x") / len(measured_first) >= 0.9, measured_first
     # The shift is recorded, and it points the way the target lies (right for a higher class).
-    directions = [(e.shift_px[0] > 0) == (t > s) for e, t, s in zip(explanations, targets, source) if e.reached]
-    assert all(directions), directions
-    assert json.loads(reached[0].to_json())["shift_px"] == list(reached[0].shift_px)
+    moved = [(e, t, s) for e, t, s in zip(explanations, targets, source) if e.reached and e.shift_px is not None]
+    assert len(moved) >= 15, [e.shift_px for e in explanations]  # most were answered by moving the garment
+    assert all((e.shift_px[0] > 0) == (t > s) and e.shift_px[1] == 0 for e, t, s in moved)
+    assert json.loads(moved[0][0].to_json())["shift_px"] == list(moved[0][0].shift_px)
 
 
 def test_new_inversion_settings_or_clear_cache_invert_afresh(bundle):
