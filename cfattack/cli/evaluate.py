@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from cfattack.cli.common import out_option, runtime_options, start_command
 from cfattack.cli.explain import trust_code_option
 from cfattack.errors import InvalidInputError
 
@@ -42,13 +43,12 @@ def _methods(text: str) -> list[str]:
 @click.option("--batch-size", type=click.IntRange(min=1, max=4096), default=32, show_default=True)
 @click.option("--resamples", type=click.IntRange(min=0, max=100_000), default=1000, show_default=True,
               help="Bootstrap resamples for the intervals.")
-@click.option("--out", "outdir", type=click.Path(file_okay=False, path_type=Path), default=Path("evaluation"),
-              show_default=True, help="Report folder (evaluation.json, evaluation.html).")
-@click.option("--quiet", is_flag=True, help="No progress messages.")
+@out_option("evaluate", "Report folder (evaluation.json, evaluation.html).")
+@runtime_options
 @trust_code_option
 def evaluate(bundle_name: str, classifier: str | None, data: str, num_images: int, methods: str, stability: bool,
-             judge_files: tuple[Path, ...], batch_size: int, resamples: int, outdir: Path, quiet: bool,
-             trust_code: bool) -> None:
+             judge_files: tuple[Path, ...], batch_size: int, resamples: int, out: Path, device: str,
+             threads: int | None, quiet: bool, trust_code: bool) -> None:
     """Explain held-out test images with several methods and measure how good the explanations are.
 
     Reports, per method and with 95% bootstrap intervals: validity on the saved 8-bit image,
@@ -59,7 +59,7 @@ def evaluate(bundle_name: str, classifier: str | None, data: str, num_images: in
 
     \b
     Examples:
-      cfattack evaluate --images 200 --out evaluation/
+      cfattack evaluate --images 200 --out evaluate/
       cfattack evaluate --methods w+,paper --no-stability --images 40
     """
     from cfattack.atomic import atomic_write_text
@@ -70,8 +70,9 @@ def evaluate(bundle_name: str, classifier: str | None, data: str, num_images: in
     from cfattack.training.data import load_dataset
 
     chosen = _methods(methods)
+    device = start_command(threads, device)  # before torch loads (OpenMP reads its settings then)
     note = (lambda text: None) if quiet else (lambda text: click.echo(f"evaluate: {text}", err=True))
-    bundle = load_bundle(bundle_name, trust_code=trust_code)
+    bundle = load_bundle(bundle_name, device=device, trust_code=trust_code)
     name = bundle.classifier(classifier).name if classifier else bundle.default_classifier
     judges = load_judges(bundle, name, extra=list(judge_files) or None)
     extra = [j for j in judges if j.startswith("judge:")]
@@ -92,12 +93,12 @@ def evaluate(bundle_name: str, classifier: str | None, data: str, num_images: in
         bundle, images, judges=judges, realism_judge=realism_judge, classifier=name, methods=chosen,
         stability_methods=chosen[:1] if stability else (), batch_size=batch_size, resamples=resamples, progress=note,
     )
-    outdir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(outdir / "evaluation.json", json.dumps(report.model_dump(mode="json"), indent=2) + "\n")
-    atomic_write_text(outdir / "evaluation.html", render_evaluation_html(report))
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "evaluation.json", json.dumps(report.model_dump(mode="json"), indent=2) + "\n")
+    atomic_write_text(out / "evaluation.html", render_evaluation_html(report))
     for line in format_evaluation(report):
         click.echo(line)
-    click.echo(f"report: {outdir / 'evaluation.html'} (+ evaluation.json)")
+    click.echo(f"report: {out / 'evaluation.html'} (+ evaluation.json)")
 
 
 def format_evaluation(report) -> list[str]:
