@@ -39,6 +39,7 @@ from cfattack.bundle.classifier import BundleClassifier
 from cfattack.bundle.loader import Bundle
 from cfattack.config import AttackConfig, InversionConfig
 from cfattack.errors import InvalidInputError
+from cfattack.evaluation.compare import real_images_of_classes
 from cfattack.pipeline.explainer import Explainer
 from cfattack.pipeline.explanation import ExplainConfig, Explanation
 from cfattack.quality.metrics import frechet_distance
@@ -211,17 +212,6 @@ def _fd_interval(a: np.ndarray, b: np.ndarray, resamples: int, seed: int) -> Int
         draws.append(frechet_distance(a[pick], b[pick]))
     low, high = np.percentile(draws, [2.5, 97.5]) if draws else (None, None)
     return Interval(value=float(value), low=None if low is None else float(low), high=None if high is None else float(high))
-
-
-def _real_of_classes(pool: torch.Tensor, labels: torch.Tensor, classes: Sequence[int], seed: int) -> torch.Tensor:
-    rng = torch.Generator().manual_seed(seed)
-    picks = []
-    for c in classes:
-        candidates = (labels == c).nonzero().flatten()
-        if len(candidates) == 0:
-            raise InvalidInputError(f"no real images of class {c} to measure realism against")
-        picks.append(int(candidates[torch.randint(len(candidates), (1,), generator=rng)]))
-    return pool[picks]
 
 
 @torch.no_grad()
@@ -410,8 +400,9 @@ def evaluate_explanations(
     targets = near_targets(lambda x: explained(x.to(bundle.device)), images.to(bundle.device))
 
     embed = _Embedding(judges[realism_judge])
-    real_a = _real_of_classes(data.realism_pool, data.realism_labels, targets, seed + 1)
-    real_b = _real_of_classes(data.realism_pool, data.realism_labels, targets, seed + 2)
+    pool = (data.realism_pool, data.realism_labels)
+    real_a = real_images_of_classes(pool, targets, seed + 1)
+    real_b = real_images_of_classes(pool, targets, seed + 2)
     real_feats = embed(real_a)
     floor = _fd_interval(embed(real_b), real_feats, max(resamples // 5, 0), seed)
     samples = _generator_samples(bundle, targets, seed + 3)

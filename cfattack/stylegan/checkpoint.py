@@ -25,7 +25,7 @@ import torch
 from cfattack.atomic import atomic_write
 from cfattack.bounded_pickle import FormatError, network_bytes_limit, plain_copy
 from cfattack.errors import InvalidInputError, NetworkLoadError
-from cfattack.stylegan.file_access import _MAX_DEPTH, _ZIP_MAGIC, _open_binary, _source_name
+from cfattack.stylegan.file_access import _MAX_DEPTH, _ZIP_MAGIC, _source_name, read_head
 from cfattack.stylegan.generator import Generator
 from cfattack.stylegan.generator_build import _as_device, _build_generator
 from cfattack.torch_zip import read_torch_zip
@@ -124,12 +124,7 @@ def read_generator_checkpoint(path: str | os.PathLike, *, max_bytes: int | None 
     Returns:
         ``{"format", "class", "init_kwargs", "state_dict", "extra"}`` (CPU tensors).
     """
-    source = _source_name(path)
-    f, _ = _open_binary(path, source)
-    with f:
-        head = f.read(4)
-    if not head:
-        raise NetworkLoadError(f"{source}: the file is empty")
+    source, head = read_head(path)
     if head != _ZIP_MAGIC:
         raise NetworkLoadError(f"{source}: not a cfattack generator checkpoint (not a zip archive)")
     data = read_torch_zip(path, source, what="cfattack checkpoint", max_bytes=max_bytes)

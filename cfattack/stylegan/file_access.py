@@ -116,3 +116,14 @@ def _may_be_old_pickle(head: bytes) -> bool:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def read_head(path: Any, n: int = 4) -> tuple[str, bytes]:
+    """(the file's name for messages, its first ``n`` bytes); an empty file is a NetworkLoadError."""
+    source = _source_name(path)
+    f, _ = _open_binary(path, source)
+    with f:
+        head = f.read(n)
+    if not head:
+        raise NetworkLoadError(f"{source}: the file is empty")
+    return source, head

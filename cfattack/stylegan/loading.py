@@ -22,8 +22,7 @@ from cfattack.stylegan.file_access import (
     _ZIP_MAGIC,
     _is_pickle_header,
     _may_be_old_pickle,
-    _open_binary,
-    _source_name,
+    read_head,
 )
 from cfattack.stylegan.generator import Generator
 from cfattack.stylegan.official_pickle import load_network_pkl
@@ -45,12 +44,7 @@ def load_generator(
         UnsafePickleError: the file references a global outside the allow-list (nothing ran).
         NetworkLoadError: anything else wrong with the file, in one line.
     """
-    source = _source_name(path)
-    f, _ = _open_binary(path, source)
-    with f:
-        head = f.read(4)
-    if not head:
-        raise NetworkLoadError(f"{source}: the file is empty")
+    source, head = read_head(path)
     if head == _ZIP_MAGIC:
         return load_generator_checkpoint(path, device, max_bytes=max_bytes)
     if _is_pickle_header(head) or _may_be_old_pickle(head):
