@@ -281,8 +281,8 @@ class AttackConfig(FiniteConfig):
         description=(
             "Score every iterate also on copies of its image shifted by 1..this many pixels left, right, up "
             "and down and average the objective over the views, so the ascent cannot rest on one pixel "
-            "alignment (expectation over translations; 0 = off). The stop is judged on the image itself "
-            "unless robust_stop."
+            "alignment (expectation over translations; 0 = off; decoders whose output is not an image "
+            "[N, C, H, W] get no views). The stop is judged on the image itself unless robust_stop."
         ),
     )
     robust_stop: bool = Field(

@@ -257,7 +257,7 @@ class LatentAttack:
         """
         cfg = self.config
         objective = objective_value(logits, tgt, cfg.objective)
-        if not cfg.robust_shift_px:
+        if not cfg.robust_shift_px or imgs.ndim != 4:  # views need images [n, C, H, W]
             return objective, p
         views = shifted_views(imgs, cfg.robust_shift_px)
         count = views.shape[0] // imgs.shape[0]

@@ -31,8 +31,13 @@ def identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+# The analytic tests below are written for the paper's loop: raise p(target), stop past 0.5, no
+# shifted views, no whole-object shift (cfattack's defaults differ; see AttackConfig).
+PAPER = dict(objective="probability", threshold=0.5, robust_shift_px=0, shift_search_px=0)
+
+
 def attack(classifier=linear, decode=identity, **config) -> LatentAttack:
-    return LatentAttack(decode, classifier, AttackConfig(**config))
+    return LatentAttack(decode, classifier, AttackConfig(**{**PAPER, **config}))
 
 
 def cross(a: torch.Tensor, b: torch.Tensor) -> float:

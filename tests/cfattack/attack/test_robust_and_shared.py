@@ -36,7 +36,8 @@ class _OnePixel(nn.Module):
 
 def test_robust_views_make_the_change_survive_shifts():
     start = -torch.ones(1, 1, 16, 16)
-    plain = LatentAttack(lambda w: w, _OnePixel(), AttackConfig(space="pixel", lr=0.05, steps=200, threshold=0.9))
+    plain = LatentAttack(lambda w: w, _OnePixel(),
+                         AttackConfig(space="pixel", lr=0.05, steps=200, threshold=0.9, robust_shift_px=0))
     robust = LatentAttack(lambda w: w, _OnePixel(),
                           AttackConfig(space="pixel", lr=0.05, steps=200, threshold=0.9, robust_shift_px=1,
                                        robust_stop=True))
