@@ -246,6 +246,7 @@ def load_image(
     channels: int | None = None,
     size: int | tuple[int, int] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    pad_from: int | None = None,
 ) -> torch.Tensor:
     """Read an image file into a float tensor [C, H, W] in [-1, 1].
 
@@ -259,6 +260,9 @@ def load_image(
         size: output size, an int for square or (height, width); None keeps the file's size.
             An image of another aspect ratio is centre-cropped to it, then resampled (Lanczos).
         max_pixels: refuse files whose width * height exceeds this, before decoding them.
+        pad_from: a square image of exactly this size is centred on black at ``size`` instead
+            of resampled (how a bundle's training data was placed, e.g. Fashion-MNIST's 28 px
+            in 32 px); other sizes are resized as usual.
 
     Returns:
         float32 tensor [C, H, W] on the CPU, values ``uint8 / 127.5 - 1``.
@@ -286,9 +290,21 @@ def load_image(
                 pil = _to_mode(pil, channels)
             except _DECODE_ERRORS as e:
                 raise InvalidInputError(f"corrupt or truncated image file {path}: {e}") from None
+            if pad_from is not None and target_size is not None and pil.size == (pad_from, pad_from) \
+                    and target_size[0] >= pad_from and target_size[1] >= pad_from:
+                return _pad_to(_pil_to_tensor(pil, None), target_size)
             return _pil_to_tensor(pil, target_size)
     except Image.DecompressionBombError as e:  # some formats only learn their size while decoding
         raise InvalidInputError(f"image is too large to decode safely ({e}): {path}") from None
+
+
+def _pad_to(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[C, h, w] in [-1, 1] centred on a black (-1) canvas of ``size`` (height, width)."""
+    height, width = size
+    top, left = (height - tensor.shape[1]) // 2, (width - tensor.shape[2]) // 2
+    canvas = torch.full((tensor.shape[0], height, width), -1.0)
+    canvas[:, top:top + tensor.shape[1], left:left + tensor.shape[2]] = tensor
+    return canvas
 
 
 def _pil_to_tensor(pil: Image.Image, size: tuple[int, int] | None) -> torch.Tensor:
@@ -303,7 +319,8 @@ def _pil_to_tensor(pil: Image.Image, size: tuple[int, int] | None) -> torch.Tens
 
 
 def image_from_pil(
-    pil: Image.Image, channels: int | None = None, size: int | tuple[int, int] | None = None
+    pil: Image.Image, channels: int | None = None, size: int | tuple[int, int] | None = None,
+    pad_from: int | None = None,
 ) -> torch.Tensor:
     """An in-memory Pillow image -> float tensor [C, H, W] in [-1, 1], converted as `load_image` does.
 
@@ -320,4 +337,8 @@ def image_from_pil(
         converted = _to_mode(ImageOps.exif_transpose(pil) or pil, channels)
     except _DECODE_ERRORS as e:
         raise InvalidInputError(f"cannot convert the image: {e}") from None
-    return _pil_to_tensor(converted, _parse_size(size))
+    target_size = _parse_size(size)
+    if pad_from is not None and target_size is not None and converted.size == (pad_from, pad_from) \
+            and min(target_size) >= pad_from:
+        return _pad_to(_pil_to_tensor(converted, None), target_size)
+    return _pil_to_tensor(converted, target_size)

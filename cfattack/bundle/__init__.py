@@ -3,6 +3,7 @@ descriptor predictors; `load_bundle("default")` is the one shipped inside the pa
 Classifiers that are code (factory, TorchScript) load only with ``trust_code=True``."""
 
 from cfattack.bundle.classifier import BundleClassifier, resolve_factory
+from cfattack.bundle.custom import bundle_from_networks
 from cfattack.bundle.loader import DEFAULT_BUNDLE_DIR, Bundle, bundle_file, bundle_spec_path, load_bundle
 from cfattack.bundle.spec import (
     BUNDLE_FORMAT,
@@ -40,4 +41,5 @@ __all__ = [
     "write_bundle_spec",
     "resolve_factory",
     "load_bundle",
+    "bundle_from_networks",
 ]

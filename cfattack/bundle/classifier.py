@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from cfattack.bundle.messages import _one_line, _torch_reason
+from cfattack.bundle.preprocess import adapt_images
 from cfattack.bundle.spec import _FACTORY, BundleError, BundleSpec, ClassifierSpec, InputNormalization
 from cfattack.bundle.trust import CODE_KINDS, TRUSTED_CODE_TIME_LIMIT_S, describe_code, run_with_time_limit
 from cfattack.classes import resolve_class
@@ -72,8 +73,12 @@ class BundleClassifier(torch.nn.Module):
         img_channels: int,
         img_resolution: int,
         normalization: InputNormalization | None = None,
+        input_size: int | None = None,
+        input_channels: int | None = None,
     ) -> None:
         super().__init__()
+        self.input_size = input_size  # None: the network reads img_resolution
+        self.input_channels = input_channels  # None: the network reads img_channels
         self.net = net
         self.name = name
         self.num_classes = num_classes
@@ -85,12 +90,13 @@ class BundleClassifier(torch.nn.Module):
             self.register_buffer("scale", None)
             self.register_buffer("shift", None)
         else:
-            scale, shift = normalization.affine(img_channels)
+            scale, shift = normalization.affine(input_channels or img_channels)
             self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32).view(1, -1, 1, 1))
             self.register_buffer("shift", torch.tensor(shift, dtype=torch.float32).view(1, -1, 1, 1))
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """[N, C, R, R] in [-1, 1] -> what ``net`` expects (the identity without a normalisation)."""
+        """[N, C, R, R] in [-1, 1] -> what ``net`` expects: channels, size, then the normalisation."""
+        images = adapt_images(images, self.input_size, self.input_channels)
         if self.scale is None or self.shift is None:
             return images
         return images * self.scale.to(images.dtype) + self.shift.to(images.dtype)
@@ -158,7 +164,8 @@ class BundleClassifier(torch.nn.Module):
         return self.net.embed(self.normalize(images))
 
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, num_classes={self.num_classes}, normalization={self.normalization is not None}"
+        return (f"name={self.name!r}, num_classes={self.num_classes}, normalization={self.normalization is not None}, "
+                f"input_size={self.input_size}, input_channels={self.input_channels}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,6 +280,32 @@ def _load_torchscript(path: Path, where: str) -> torch.nn.Module:
         ) from None
 
 
+class _ExportedProgram(torch.nn.Module):
+    """A ``torch.export`` program's module; its train/eval mode was fixed at export (it refuses ``eval()``)."""
+
+    def __init__(self, program: torch.nn.Module) -> None:
+        super().__init__()
+        self.program = program
+
+    def train(self, mode: bool = True) -> _ExportedProgram:
+        self.training = mode  # not passed on: the exported graph has no modes to switch
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.program(images)
+
+
+def _load_export(path: Path, where: str) -> torch.nn.Module:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _ExportedProgram(torch.export.load(str(path)).module())
+    except Exception as exc:  # torch raises many types for a file that is not an exported program
+        raise NetworkLoadError(
+            f"{where}: {path.name} is not a loadable torch.export program ({type(exc).__name__}: {_one_line(exc)})"
+        ) from None
+
+
 def _check_classifier_classes(metadata: Any, spec: BundleSpec, where: str) -> None:
     """A cfattack checkpoint that records its class names must agree with the bundle's."""
     names = metadata.get("class_names") if isinstance(metadata, Mapping) else None
@@ -327,6 +360,9 @@ def _load_classifier(
     where = f"bundle {spec.name!r}: classifier {name!r}"
     cspec = spec.classifiers[name]
     path = root / cspec.file
+    if cspec.kind == "module":
+        raise BundleError(f"{where} is of kind 'module', a network handed over in Python; a bundle folder "
+                          "cannot hold one (save it as TorchScript, a torch.export program or a factory + state dict)")
     if cspec.kind in CODE_KINDS:
         if not trust_code:
             raise UntrustedCodeError(
@@ -350,6 +386,7 @@ def _wrap(net: torch.nn.Module, name: str, spec: BundleSpec, device: torch.devic
     classifier = BundleClassifier(
         net, name=name, num_classes=spec.num_classes, img_channels=spec.image.channels,
         img_resolution=spec.image.resolution, normalization=spec.classifiers[name].input_normalization,
+        input_size=spec.classifiers[name].input_size, input_channels=spec.classifiers[name].input_channels,
     )
     return classifier.to(device).eval().requires_grad_(False)
 
@@ -361,6 +398,8 @@ def _load_code_classifier(
     cspec = spec.classifiers[name]
     if cspec.kind == "torchscript":
         net = _load_torchscript(path, where)
+    elif cspec.kind == "export":
+        net = _load_export(path, where)
     else:
         net = _build_factory_classifier(cspec, path, where)
     classifier = _wrap(net, name, spec, device)

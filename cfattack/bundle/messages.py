@@ -10,6 +10,8 @@ from __future__ import annotations
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if lines and "TorchScript interpreter" in lines[0]:  # its stack comes first, the reason last
+        lines = lines[-1:]
     text = "; ".join(lines) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -89,6 +89,13 @@ class ImageSpec(FrozenConfig):
         "plain background (shape descriptors apply: ink area, width, centroid, ...) or 'photos' (tone, colour, "
         "texture and sharpness only).",
     )
+    native_size: int | None = Field(
+        None, ge=1, le=16384, description="Size of the training data's own images, when it differs from "
+        "resolution (Fashion-MNIST: 28); an input file of exactly this size is placed as `placement` says.")
+    placement: Literal["resize", "pad"] = Field(
+        "resize", description="How an input image of native_size becomes resolution x resolution: 'pad' "
+        "(centred on black, as the training data was) or 'resize' (centre-crop and resample; every other size "
+        "is always resized).")
 
     @field_validator("value_range")
     @classmethod
@@ -171,11 +178,13 @@ class InputNormalization(FrozenConfig):
 class ClassifierSpec(FrozenConfig):
     """One classifier of the bundle: images -> logits, one per class, in class_names order."""
 
-    kind: Literal["cfattack", "torchscript", "factory"] = Field(
+    kind: Literal["cfattack", "torchscript", "export", "factory", "module"] = Field(
         "cfattack",
         description="'cfattack': a cfattack.classifier/1 checkpoint (weights only); 'torchscript': a file for "
-        "torch.jit.load; 'factory': `factory(**kwargs)` builds the module and `file` holds its state dict. "
-        "'torchscript' and 'factory' are code: they load only with trust_code=True (CLI --trust-code).",
+        "torch.jit.load; 'export': a torch.export program (.pt2); 'factory': `factory(**kwargs)` builds the "
+        "module and `file` holds its state dict; 'module': a network handed over in Python (an in-memory "
+        "bundle; never read from a folder). 'torchscript', 'export' and 'factory' are code: they load only "
+        "with trust_code=True (CLI --trust-code).",
     )
     file: RelativePath = Field(
         description="Checkpoint, TorchScript file or state dict, relative to the bundle directory."
@@ -189,6 +198,12 @@ class ClassifierSpec(FrozenConfig):
     input_normalization: InputNormalization | None = Field(
         None, description="Mapping applied to our [-1, 1] images before the classifier sees them; None = none."
     )
+    input_size: int | None = Field(
+        None, ge=4, le=16384, description="Input size the classifier expects (e.g. 224): images are resized to "
+        "it (bilinear, antialiased, differentiable) before the normalisation; None = the generator's resolution.")
+    input_channels: Literal[1, 3] | None = Field(
+        None, description="Channels the classifier expects when they differ from the images' (grey <-> RGB); "
+        "None = the same.")
     description: str = Field("", description="What the classifier is (architecture, training loss, data).")
     metrics: dict[str, JsonValue] = Field(default_factory=dict, description="Measured quality, e.g. test accuracy.")
 
@@ -259,10 +274,12 @@ class BundleSpec(FrozenConfig):
                 )
             if classifier.input_normalization is not None and classifier.input_normalization.mean is not None:
                 count = len(classifier.input_normalization.mean)
-                if count not in (1, self.image.channels):
+                channels = classifier.input_channels or self.image.channels
+                if count not in (1, channels):
                     raise ValueError(
                         f"classifier {name!r}: input_normalization has {count} mean/std values but the "
-                        f"images have {self.image.channels} channel(s)"
+                        + (f"images have {channels} channel(s)" if classifier.input_channels is None
+                           else f"classifier's input has {channels} channel(s)")
                     )
         if self.default_classifier not in self.classifiers:
             raise ValueError(

@@ -40,7 +40,7 @@ __all__ = [
     "runaway_threads",
 ]
 
-CODE_KINDS = ("factory", "torchscript")
+CODE_KINDS = ("factory", "torchscript", "export")  # torch.export.load unpickles: code too
 """Classifier kinds whose file or reference is code, loaded only with ``trust_code=True``."""
 
 TRUSTED_CODE_TIME_LIMIT_S = 60.0
@@ -57,6 +57,8 @@ def describe_code(classifier: ClassifierSpec) -> str:
     """What loading ``classifier`` would run, e.g. ``the factory 'os:system' with {"command": "..."}``."""
     if classifier.kind == "torchscript":
         return f"the TorchScript program {classifier.file}"
+    if classifier.kind == "export":
+        return f"the torch.export program {classifier.file}"
     text = f"the factory {classifier.factory!r}"
     if classifier.kwargs:
         kwargs = json.dumps(classifier.kwargs, ensure_ascii=True)

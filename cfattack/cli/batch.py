@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from cfattack.cli.common import out_option, run_guarded, runtime_options, start_command
 from cfattack.cli.explain import explain_config, explain_options
+from cfattack.cli.own_models import OwnModels, check_target, own_model_options
 
 __all__ = ["batch", "main"]
 
@@ -30,12 +32,15 @@ __all__ = ["batch", "main"]
 @out_option("batch", "Job folder: item reports, results.jsonl, failures.jsonl, global.json, global.html.")
 @click.option("--bundle", "bundle_name", default="default", show_default=True,
               help="'default' or a bundle folder (with bundle.json).")
-@click.option("--classifier", default=None, help="Classifier of the bundle to explain (default: the bundle's).")
+@click.option("--classifier", default=None,
+              help="Classifier of the bundle to explain (default: the bundle's); with --generator, your classifier "
+                   "FILE (TorchScript, .pt2, cfattack checkpoint, or package.module:factory with --classifier-weights).")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=32, show_default=True,
               help="Images per device batch; keep it when resuming for identical numbers.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N items.")
 @click.option("--restart", is_flag=True, help="Discard the folder's earlier results (needed after a config change).")
 @click.option("--retry-failed", is_flag=True, help="Explain again the items that failed before.")
+@own_model_options
 @explain_options
 @runtime_options
 def batch(source: Path, target: str | None, targets_from: Path | None, out: Path, bundle_name: str,
@@ -43,7 +48,7 @@ def batch(source: Path, target: str | None, targets_from: Path | None, out: Path
           lr: float, threshold: float, space: str, objective: str, proximity: float, layers: tuple[int, ...] | None,
           shift_lr: float | None, shift_search: int, robust_shift: int, inversion_steps: int, seed: int, device: str,
           threads: int | None, quiet: bool,
-          trust_code: bool = False) -> None:
+          trust_code: bool = False, **own: Any) -> None:
     """Explain every image of INPUT (a folder, or a .csv/.jsonl manifest with image[,target]).
 
     Images are explained in batches of --batch-size on the device; an image that cannot be read
@@ -59,6 +64,8 @@ def batch(source: Path, target: str | None, targets_from: Path | None, out: Path
       cfattack batch manifest.csv --out report/ --batch-size 64 --limit 1000
       cfattack batch images/ --targets-from targets.jsonl --out report/ --retry-failed
       torchrun --nproc-per-node 4 -m cfattack.cli.batch images/ --target dog --out report/ --device cuda
+      cfattack batch pets/ --target dog --generator afhq.pkl --classifier resnet.pt --classes cat,dog,wild \
+          --classifier-size 224 --normalize imagenet --trust-code
     """
     from cfattack.errors import InvalidInputError
 
@@ -66,7 +73,14 @@ def batch(source: Path, target: str | None, targets_from: Path | None, out: Path
         raise InvalidInputError(
             "give --target NAME or --targets-from MANIFEST (or a manifest INPUT with a target column)"
         )
+    models = OwnModels(classifier=classifier, bundle_name=bundle_name, **own)
+    if models.active and target is not None:
+        check_target(target, models.class_names)  # before any network is loaded
     device = start_command(threads, device)  # before torch loads (OpenMP reads its settings then)
+    bundle: Any = bundle_name
+    if models.active:
+        bundle = models.bundle(device, trust_code, quiet=quiet, cost_steps=(steps, inversion_steps))
+        classifier = None
     from cfattack.batch.distributed import world_from_env
     from cfattack.batch.runner import BatchJob
 
@@ -79,7 +93,7 @@ def batch(source: Path, target: str | None, targets_from: Path | None, out: Path
             click.echo(line, err=True)
 
     job = BatchJob(
-        source, out, target=target, targets_from=targets_from, bundle=bundle_name, classifier=classifier,
+        source, out, target=target, targets_from=targets_from, bundle=bundle, classifier=classifier,
         config=config, batch_size=batch_size, limit=limit, restart=restart, retry_failed=retry_failed,
         device=device, progress=not quiet, log=log, trust_code=trust_code,
     )

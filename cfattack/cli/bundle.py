@@ -59,7 +59,18 @@ def _classifier_entries(files: tuple[str, ...], specs: tuple[str, ...]) -> dict[
                    "'{\"kind\": \"factory\", \"factory\": \"pkg.module:make_net\", \"kwargs\": {\"num_classes\": 10}}' "
                    "or an input_normalization. Factories are code: they need --trust-code.")
 @click.option("--encoder", default=None, help="Encoder checkpoint (image -> ws).")
-@click.option("--data", required=True, help="Training data the class names come from: fashion-mnist, mnist-5k or a folder.")
+@click.option("--data", default=None,
+              help="Training data the class names come from: fashion-mnist, mnist-5k or a folder (or use --classes).")
+@click.option("--classes", default=None, metavar="A,B,...",
+              help="Class names in logit order, instead of --data [default: names stored in the default "
+                   "classifier's file].")
+@click.option("--classifier-size", type=click.IntRange(4, 16384), default=None,
+              help="Input size of the classifiers: images are resized to it (antialiased) [default: the "
+                   "generator's resolution].")
+@click.option("--normalize", default=None, metavar="imagenet|none|MEAN,STD",
+              help="Input values of the classifiers: imagenet, none ([-1, 1]) or MEAN,STD on [0, 1].")
+@click.option("--image-kind", type=click.Choice(["photos", "objects"]), default=None,
+              help="What the images show [default: photos for RGB, objects for grey].")
 @click.option("--name", required=True, help="Short bundle name.")
 @click.option("--description", default="", help="One or two sentences on what the bundle explains.")
 @click.option("--latent-space", type=click.Choice(["w", "w+"]), default="w+", show_default=True)
@@ -74,7 +85,8 @@ def _classifier_entries(files: tuple[str, ...], specs: tuple[str, ...]) -> dict[
                    "Python module). Only for files whose author you trust; cfattack checkpoints need no trust.")
 @threads_option
 def bundle_create(out_dir: Path, generator: str, classifiers: tuple[str, ...], classifier_specs: tuple[str, ...],
-                  encoder: str | None, data: str, name: str, description: str, latent_space: str,
+                  encoder: str | None, data: str | None, classes: str | None, classifier_size: int | None,
+                  normalize: str | None, image_kind: str | None, name: str, description: str, latent_space: str,
                   descriptor_model: str | None, commands: tuple[str, ...], metrics_file: Path | None,
                   trust_code: bool, threads: int | None) -> None:
     """Assemble trained files into a bundle directory and check that it loads.
@@ -87,6 +99,8 @@ def bundle_create(out_dir: Path, generator: str, classifiers: tuple[str, ...], c
       cfattack bundle create my_bundle --generator runs/gan/generator.pt --data fashion-mnist --name custom \\
           --classifier resnet=resnet_state.pt --trust-code \\
           --classifier-spec 'resnet={"kind": "factory", "factory": "my_models:make_resnet"}'
+      cfattack bundle create afhq --generator stylegan3-r-afhqv2-512x512.pkl --classifier resnet=resnet.pt \
+          --classes cat,dog,wild --classifier-size 224 --normalize imagenet --name afhq --trust-code
     """
     start_command(threads)  # the bundle is checked by loading it on the CPU
     from cfattack.training.assemble import assemble_bundle
@@ -97,8 +111,20 @@ def bundle_create(out_dir: Path, generator: str, classifiers: tuple[str, ...], c
             metrics_data = json.loads(metrics_file.read_text())
         except ValueError as exc:
             raise InvalidInputError(f"--metrics {metrics_file}: not JSON ({exc})") from exc
-    bundle = assemble_bundle(out_dir, generator=generator, classifiers=_classifier_entries(classifiers, classifier_specs),
-                             data=data, name=name, encoder=encoder, description=description,
+    from cfattack.bundle.preprocess import parse_normalize
+    from cfattack.cli.own_models import own_class_names
+
+    entries = _classifier_entries(classifiers, classifier_specs)
+    normalization = parse_normalize(normalize)
+    for clf_name, entry in list(entries.items()):
+        fields = dict(entry) if isinstance(entry, dict) else {"file": entry}
+        if classifier_size is not None:
+            fields.setdefault("input_size", classifier_size)
+        if normalization is not None:
+            fields.setdefault("input_normalization", normalization.model_dump(mode="json"))
+        entries[clf_name] = fields
+    bundle = assemble_bundle(out_dir, generator=generator, classifiers=entries,
+                             class_names=own_class_names(classes, None, None), image_kind=image_kind, data=data, name=name, encoder=encoder, description=description,
                              latent_space=latent_space, descriptor_model=descriptor_model, commands=commands,
                              metrics=metrics_data, trust_code=trust_code)
     click.echo(f"bundle {bundle.spec.name!r} written to {out_dir}: {len(bundle.class_names)} classes, "

@@ -14,6 +14,7 @@ import click
 
 from cfattack.cli.common import out_option, require_input_file, runtime_options, start_command
 from cfattack.cli.explain import explain_config, explain_options
+from cfattack.cli.own_models import OwnModels, check_target, own_model_options
 from cfattack.errors import InvalidInputError
 
 __all__ = ["EXAMPLE_IMAGES", "compare"]
@@ -41,13 +42,18 @@ def _example_images(count: int) -> list[Path]:
               help="Comma-separated target per image (default: each class's most confusable class).")
 @out_option("compare", "Report folder (comparison.json, comparison.html).")
 @click.option("--no-realism", is_flag=True, help="Skip the realism measure (needs the bundle's dataset).")
+@click.option("--classifier", default=None,
+              help="With --generator: your classifier FILE (TorchScript, .pt2, cfattack checkpoint, or "
+                   "package.module:factory with --classifier-weights), compared on its own.")
+@own_model_options
 @explain_options
 @runtime_options
 def compare(images: tuple[Path, ...], bundle_name: str, classifiers: str, num_images: int, targets: str | None,
             out: Path, no_realism: bool, steps: int, lr: float, threshold: float, space: str, objective: str,
             proximity: float, layers: tuple[int, ...] | None, shift_lr: float | None, shift_search: int,
             robust_shift: int, inversion_steps: int,
-            seed: int, device: str, threads: int | None, quiet: bool, trust_code: bool = False) -> None:
+            seed: int, device: str, threads: int | None, quiet: bool, trust_code: bool = False,
+            classifier: str | None = None, **own: Any) -> None:
     """Explain the same images with each classifier of a bundle and compare the explanations.
 
     Per classifier: flip rate, median steps and latent distance, realism of the counterfactuals
@@ -62,6 +68,16 @@ def compare(images: tuple[Path, ...], bundle_name: str, classifiers: str, num_im
     """
     for image in images:  # a missing file, a folder or a FIFO: one line and exit 1 before loading anything
         require_input_file(image)
+    models = OwnModels(classifier=classifier, bundle_name=bundle_name, **own)
+    if models.active:
+        if not images:
+            raise InvalidInputError("with --generator, name the IMAGES to explain (the shipped examples are "
+                                    "Fashion-MNIST)")
+        for target in (targets or "").split(","):
+            if target.strip():
+                check_target(target.strip(), models.class_names)  # before any network is loaded
+    elif classifier is not None:
+        raise InvalidInputError("--classifier FILE goes with --generator; pick a bundle's classifiers with --classifiers")
     device = start_command(threads, device)  # before torch loads (OpenMP reads its settings then)
     from cfattack.bundle.loader import load_bundle
     from cfattack.evaluation.compare import compare_classifiers
@@ -74,7 +90,10 @@ def compare(images: tuple[Path, ...], bundle_name: str, classifiers: str, num_im
         target_list = [t.strip() for t in targets.split(",") if t.strip()]
         if len(target_list) == 1:
             target_list = target_list * len(paths)
-    bundle = load_bundle(bundle_name, device=device, trust_code=trust_code)
+    if models.active:
+        bundle = models.bundle(device, trust_code, quiet=quiet, cost_steps=(steps, inversion_steps))
+    else:
+        bundle = load_bundle(bundle_name, device=device, trust_code=trust_code)
     names = None if classifiers.strip().lower() == "all" else [n.strip() for n in classifiers.split(",") if n.strip()]
     real = None
     if not no_realism:

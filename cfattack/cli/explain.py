@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from cfattack.cli.common import SEED, FiniteFloat, default_out, require_input_file, runtime_options, start_command
+from cfattack.cli.own_models import OwnModels, check_target, own_model_options
 from cfattack.errors import InvalidInputError
 from cfattack.int_ranges import parse_int_ranges
 
@@ -139,26 +140,35 @@ def explain_config(steps: int, lr: float, threshold: float, space: str, objectiv
 @click.option("--target", required=True, help="Class the counterfactual should have (name, alias or index).")
 @click.option("--bundle", "bundle_name", default="default", show_default=True,
               help="'default' or a bundle folder (with bundle.json).")
-@click.option("--classifier", default=None, help="Classifier of the bundle to explain (default: the bundle's).")
+@click.option("--classifier", default=None,
+              help="Classifier of the bundle to explain (default: the bundle's); with --generator, your classifier "
+                   "FILE: TorchScript, a torch.export program (.pt2), a cfattack checkpoint, or "
+                   "package.module:factory with --classifier-weights.")
 @click.option("--out", "outdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder [default: explain/<image>-to-<target>].")
+@own_model_options
 @explain_options
 @runtime_options
 def explain(image: Path, target: str, bundle_name: str, classifier: str | None, outdir: Path | None, steps: int,
             lr: float, threshold: float, space: str, objective: str, proximity: float,
             layers: tuple[int, ...] | None, shift_lr: float | None, shift_search: int, robust_shift: int,
             inversion_steps: int, seed: int, device: str, threads: int | None, quiet: bool,
-            trust_code: bool = False) -> None:
+            trust_code: bool = False, **own: Any) -> None:
     """Explain why the classifier labels IMAGE as it does: what would make it TARGET?
 
     \b
     Examples:
       cfattack explain examples/trouser-1.png --target dress
       cfattack explain shoe.png --target "Ankle boot" --space w --out report/
+      cfattack explain cat.png --target dog --generator stylegan3-r-afhqv2-512x512.pkl \
+          --classifier resnet.pt --classes cat,dog,wild --classifier-size 224 --normalize imagenet --trust-code
     """
     from cfattack.progress import ExplainProgress, Progress
 
     require_input_file(image)  # a folder, FIFO or device: one line and exit 1 before loading anything
+    models = OwnModels(classifier=classifier, bundle_name=bundle_name, **own)
+    if models.active:
+        check_target(target, models.class_names)  # before any network is loaded
     device = start_command(threads, device)  # before torch loads (OpenMP reads its settings then)
     config = explain_config(steps, lr, threshold, space, objective, proximity, inversion_steps, seed, layers,
                             shift_lr, shift_search, robust_shift)
@@ -167,7 +177,11 @@ def explain(image: Path, target: str, bundle_name: str, classifier: str | None, 
         stages.on_stage("load bundle")
         from cfattack.pipeline.explainer import Explainer
 
-        explainer = Explainer(bundle_name, config, device=device, trust_code=trust_code)
+        if models.active:
+            bundle = models.bundle(device, trust_code, quiet=quiet, cost_steps=(steps, inversion_steps))
+            explainer, classifier = Explainer(bundle, config), None
+        else:
+            explainer = Explainer(bundle_name, config, device=device, trust_code=trust_code)
         explanation = explainer.explain_many([image], target, classifier=classifier, on_stage=stages.on_stage,
                                              on_progress=stages.on_progress)[0]
         stages.on_stage("write report")

@@ -11,6 +11,10 @@ inverts and attacks N images in one pass, each item stopping on its own::
     explainer = Explainer("default")                     # or a Bundle, or a bundle directory
     exp = explainer.explain("examples/coat-1.png", target="pullover")
     print(exp.summary_line()); exp.save("out/")
+
+Your own networks need no bundle folder: ``Explainer(generator=G, classifier=model,
+class_names=["cat", "dog"], input_size=224, normalization=IMAGENET)`` (or ``preprocess=fn``)
+builds one in memory (`cfattack.bundle.custom.bundle_from_networks`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Callable, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 import torch
 
@@ -41,6 +45,8 @@ __all__ = ["Explainer", "ImageInput", "explain"]
 # A path, or an image tensor [C, H, W] / [1, C, H, W] in [-1, 1], or a PIL image.
 ImageInput = Union[str, os.PathLike, torch.Tensor, "PIL.Image.Image"]  # noqa: F821
 
+_OWN_MODEL_KEYWORDS = {"class_names", "preprocess", "input_size", "input_channels", "normalization", "image_kind",
+                       "name", "description"}  # bundle_from_networks' keywords
 _INVERSIONS_KEPT = 4  # recent inversions kept for reuse by another classifier (Explainer._invert)
 
 
@@ -53,6 +59,11 @@ class Explainer:
         device: move the bundle there (``"cpu"``, ``"cuda"``); None keeps the bundle's device.
         trust_code: when loading ``bundle``, allow classifiers that are code (factory,
             TorchScript); see `cfattack.bundle.loader.load_bundle`. Only for trusted bundles.
+        generator, classifier: your own networks instead of a bundle (both or neither): a
+            StyleGAN3 generator (`cfattack.stylegan.loading.load_generator` reads official pickles)
+            and any ``torch.nn.Module`` or callable images -> logits. The other keywords
+            (``class_names``, ``preprocess``, ``input_size``, ``input_channels``, ``normalization``,
+            ``image_kind``) go to `cfattack.bundle.custom.bundle_from_networks`.
 
     Raises:
         UntrustedCodeError: the bundle holds code classifiers and ``trust_code`` is False.
@@ -66,8 +77,25 @@ class Explainer:
         device: str | torch.device | None = None,
         *,
         trust_code: bool = False,
+        generator: torch.nn.Module | None = None,
+        classifier: torch.nn.Module | Callable[[torch.Tensor], torch.Tensor] | None = None,
+        **own_models: Any,
     ) -> None:
-        if not isinstance(bundle, Bundle):
+        if (generator is None) != (classifier is None):
+            raise InvalidInputError("give both generator= and classifier= (your own networks), or neither")
+        if generator is None and own_models:
+            raise InvalidInputError(f"{', '.join(sorted(own_models))}: only with generator= and classifier=")
+        if generator is not None:
+            from cfattack.bundle.custom import bundle_from_networks
+
+            unknown = set(own_models) - _OWN_MODEL_KEYWORDS
+            if unknown:
+                raise InvalidInputError(f"unknown keyword(s) {', '.join(sorted(unknown))}; with your own networks "
+                                        f"Explainer takes {', '.join(sorted(_OWN_MODEL_KEYWORDS))}")
+            if not (isinstance(bundle, str) and bundle == "default"):
+                raise InvalidInputError("give a bundle, or generator= and classifier=, not both")
+            bundle = bundle_from_networks(generator, classifier, device=device or "cpu", **own_models)
+        elif not isinstance(bundle, Bundle):
             bundle = load_bundle(bundle, device=device or "cpu", trust_code=trust_code)
         elif device is not None:
             bundle.to(device)
@@ -111,7 +139,8 @@ class Explainer:
         """
         spec = self.bundle.spec.image
         if isinstance(image, (str, os.PathLike)):
-            return load_image(image, channels=spec.channels, size=spec.resolution), str(image)
+            pad_from = spec.native_size if spec.placement == "pad" else None
+            return load_image(image, channels=spec.channels, size=spec.resolution, pad_from=pad_from), str(image)
         if isinstance(image, torch.Tensor):
             tensor = image.detach().float().cpu()
             if tensor.ndim == 4 and tensor.shape[0] == 1:
@@ -136,7 +165,8 @@ class Explainer:
 
     def _from_pil(self, pil: "PIL.Image.Image") -> torch.Tensor:  # noqa: F821
         spec = self.bundle.spec.image
-        return image_from_pil(pil, channels=spec.channels, size=spec.resolution)
+        return image_from_pil(pil, channels=spec.channels, size=spec.resolution,
+                              pad_from=spec.native_size if spec.placement == "pad" else None)
 
     def _targets(self, targets: str | int | Sequence[str | int], count: int) -> list[int]:
         if isinstance(targets, (str, int)):
@@ -235,7 +265,8 @@ class Explainer:
             stage("attack")
             tic = time.perf_counter()
             moves_object = cfg.attack.shift_lr is not None or (cfg.attack.shift_search_px and cfg.attack.space == "w+")
-            directions = translation_directions(G, inversion.ws) if moves_object else None
+            directions = _shift_directions(G, inversion.ws, required=cfg.attack.shift_lr is not None) \
+                if moves_object else None
             result = attack.run(inversion.ws, target_tensor, shift_directions=directions,
                                 on_step=_attack_progress(on_progress))
         timings["attack"] = time.perf_counter() - tic
@@ -426,6 +457,18 @@ def _attack_progress(on_progress: Callable[[str, int, int], None] | None) -> Cal
     if on_progress is None:
         return None
     return lambda step, done, total: on_progress("attack", done, total)
+
+
+def _shift_directions(G: torch.nn.Module, ws: torch.Tensor, required: bool) -> torch.Tensor | None:
+    """`translation_directions`, or None when the generator cannot shift (a degenerate input pose, e.g.
+    a freshly initialised config-R input layer): the shift search is then skipped; --shift-lr fails."""
+    try:
+        return translation_directions(G, ws)
+    except torch.linalg.LinAlgError:
+        if required:
+            raise InvalidInputError("this generator cannot shift its image (its input pose does not depend on w); "
+                                    "drop --shift-lr") from None
+        return None
 
 
 def _clamp_straight_through(images: torch.Tensor) -> torch.Tensor:
