@@ -13,7 +13,7 @@ from cfattack.config import InversionConfig
 from cfattack.errors import InvalidInputError
 from cfattack.images import load_image
 from cfattack.inversion.encoder import Encoder
-from cfattack.inversion.inverter import Inverter
+from cfattack.inversion.inverter import ENCODER_PERCEPTUAL_WEIGHT, Inverter
 from cfattack.stylegan.generator import Generator
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -45,8 +45,11 @@ def test_search_beats_the_average_start_on_real_images(bundle, one_thread):
 def test_the_encoder_path_is_unchanged_unless_the_search_is_asked_for(bundle, one_thread):
     G, E, clf = bundle.generator, bundle.encoder, bundle.classifier()
     plan = Inverter(G, E, clf, InversionConfig()).plan()
-    assert plan.start == "encoder" and plan.phases == (("w+", 100, 0.02),) and plan.perceptual_weight == 0
-    assert not Inverter(G, E, clf, InversionConfig()).latents_depend_on_classifier()
+    # After an encoder start the classifier-feature term is on by default (it keeps the label).
+    assert plan.start == "encoder" and plan.phases == (("w+", 100, 0.02),)
+    assert plan.perceptual_weight == ENCODER_PERCEPTUAL_WEIGHT
+    assert Inverter(G, E, clf, InversionConfig()).latents_depend_on_classifier()
+    assert not Inverter(G, E, clf, InversionConfig(perceptual_weight=0)).latents_depend_on_classifier()
     assert Inverter(G, None, clf, InversionConfig()).latents_depend_on_classifier()
     images = torch.stack([load_image(EXAMPLES / "bag-1.png", channels=1, size=32)])
     with torch.no_grad():
