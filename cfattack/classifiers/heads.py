@@ -59,7 +59,10 @@ class OffsetL2Head(nn.Module):
         super().__init__()
         self.embedding_dim = embedding_dim
         self.num_classes = num_classes
-        self.mu = nn.Parameter(torch.randn(num_classes, embedding_dim) * init_std)
+        mu = torch.empty(num_classes, embedding_dim)
+        if mu.device.type != "meta":  # a random draw on the meta device imports torch._dynamo (~1.5 s)
+            mu.normal_(0.0, init_std)  # the same numbers as torch.randn(...) * init_std
+        self.mu = nn.Parameter(mu)
         self.alpha = nn.Parameter(torch.ones(num_classes, embedding_dim))
 
     def distances(self, x: torch.Tensor) -> torch.Tensor:
