@@ -28,7 +28,7 @@ from cfattack.errors import InvalidInputError
 from cfattack.regular_files import open_regular_file
 
 __all__ = ["DEFAULT_MAX_PIXELS", "MAX_IMAGE_FILE_BYTES", "image_from_pil", "load_image", "save_image",
-           "save_image_grid"]
+           "save_image_grid", "quantize_8bit"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -63,6 +63,15 @@ def _to_uint8_hwc(image: torch.Tensor | np.ndarray, what: str) -> np.ndarray:
         raise InvalidInputError(f"{what} contains NaN or infinite values; refusing to write it")
     pixels = (image * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # floor, as gen_images.py
     return pixels.permute(1, 2, 0).numpy()
+
+
+def quantize_8bit(images: torch.Tensor) -> torch.Tensor:
+    """Images as a saved PNG holds them: ``floor(x * 127.5 + 128)`` clipped to 0..255, read back to [-1, 1].
+
+    Works on any shape and keeps the device and dtype; the attack judges its stop on this, so
+    the counterfactual still passes after it is written to disk.
+    """
+    return (images * 127.5 + 128).floor().clamp(0, 255) / 127.5 - 1
 
 
 def _write_png_atomic(pixels_hwc: np.ndarray, path: PathLike) -> Path:

@@ -48,6 +48,7 @@ from cfattack.attack.result import (
     AttackResult,
     _cpu,
 )
+from cfattack.attack.class_search import add_class_step, search_class_step
 from cfattack.attack.robustness import shifted_views
 from cfattack.attack.shift_search import search_shift, shift_entry0
 from cfattack.attack.update_rules import (
@@ -60,6 +61,7 @@ from cfattack.attack.update_rules import (
 )
 from cfattack.config import AttackConfig
 from cfattack.errors import InvalidInputError
+from cfattack.images import quantize_8bit
 
 __all__ = ["LatentAttack"]
 
@@ -90,6 +92,7 @@ class LatentAttack:
         *,
         images: torch.Tensor | None = None,
         shift_directions: torch.Tensor | None = None,
+        class_directions: torch.Tensor | None = None,
         on_step: Callable[[int, int, int], None] | None = None,
     ) -> AttackResult:
         """Attack N items at once; each stops at its first iterate past the threshold.
@@ -103,6 +106,9 @@ class LatentAttack:
             images: pixel space only: start images [N, C, H, W] in [-1, 1] instead of decode(ws0).
             shift_directions: with ``config.shift_lr``: [N, 2, w_dim], the changes of ws entry 0
                 that shift each item by one pixel right and down.
+            class_directions: with ``config.class_search_steps``: [N, w_dim], each item's target
+                class mean w minus its source class mean (`cfattack.stylegan.class_means`); rows
+                that are not finite are not searched. Ignored when None or in pixel space.
             on_step: called after every step as ``on_step(step, finished_items, items)``, e.g.
                 to drive a progress bar.
 
@@ -122,12 +128,21 @@ class LatentAttack:
         with torch.random.fork_rng(devices=fork_devices, enabled=cfg.seed is not None), torch.enable_grad():
             if cfg.seed is not None:
                 torch.manual_seed(cfg.seed)
-            start, start_shift = ws0, None
+            start, start_shift, class_step = ws0, None, None
             if cfg.shift_search_px and ws0 is not None and shift_directions is not None:
                 start_shift = search_shift(self._stop_score(target), ws0, shift_directions, cfg.shift_search_px)
                 start = shift_entry0(ws0, start_shift, shift_directions)
+            if cfg.class_search_steps and cfg.space != "pixel" and start is not None and start.ndim == 3 \
+                    and class_directions is not None:
+                directions = self._check_class_directions(class_directions, start)
+                if start_shift is not None:  # an item a whole-object shift already flips keeps just that
+                    moved = start_shift.abs().sum(dim=1) > 0
+                    directions = torch.where(moved[:, None], torch.full_like(directions, float("nan")), directions)
+                class_step = search_class_step(self._stop_score(target), start, directions,
+                                               cfg.class_search_steps, cfg.class_search_reach)
+                start = add_class_step(start, class_step, torch.nan_to_num(directions))
             return self._ascend(start, start_images, target, began, shift_directions, on_step,
-                                origin=ws0, start_shift=start_shift)
+                                origin=ws0, start_shift=start_shift, class_step=class_step)
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -135,6 +150,7 @@ class LatentAttack:
         self, ws0: torch.Tensor | None, start_images: torch.Tensor | None, target: torch.Tensor, began: float,
         shift_directions: torch.Tensor | None, on_step: Callable[[int, int, int], None] | None = None,
         origin: torch.Tensor | None = None, start_shift: torch.Tensor | None = None,
+        class_step: torch.Tensor | None = None,
     ) -> AttackResult:
         cfg = self.config
         x0 = self._start(ws0, start_images)
@@ -175,6 +191,7 @@ class LatentAttack:
                 source_p, track.source_class = probs.max(dim=1)
                 track.source_probability = source_p.cpu().double()
             objective, p_stop = self._robust_score(imgs, logits, tgt, p, num_classes)
+            p_stop = self._saved_score(imgs, tgt, p_stop, num_classes)
             loss = -objective
             if cfg.proximity_weight > 0:
                 loss = loss + cfg.proximity_weight * proximity_penalty(self._latent(x, base), anchor[rows])
@@ -229,7 +246,7 @@ class LatentAttack:
             on_step(step, int(track.active.numel()), int(track.active.numel()))
         if start_shift is not None:  # the move made before the ascent is part of the answer
             shifts = start_shift if shifts is None else shifts + start_shift
-        return self._result(ws0, x0, var, target, track, began, shifts, origin)
+        return self._result(ws0, x0, var, target, track, began, shifts, origin, class_step, start_shift)
 
     def _stop_score(self, target: torch.Tensor) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
         """ws -> (log p(target), passes the stop criterion): what `search_shift` tries candidates with.
@@ -243,6 +260,7 @@ class LatentAttack:
             _check_target_range(target, max(logits.shape[1], 2))
             p = class_probabilities(logits.detach()).gather(1, target[:, None]).squeeze(1)
             _, p_stop = self._robust_score(imgs, logits.detach(), target, p, logits.shape[1])
+            p_stop = self._saved_score(imgs, target, p_stop, logits.shape[1])
             return objective_value(logits, target, "log_probability"), p_stop > self.config.threshold
         return score
 
@@ -269,6 +287,23 @@ class LatentAttack:
             return objective, p
         view_p = class_probabilities(view_logits.detach()).gather(1, view_tgt[:, None]).view(count, -1)
         return objective, torch.minimum(p, view_p.amin(dim=0))
+
+    def _saved_score(self, imgs: torch.Tensor, tgt: torch.Tensor, p_stop: torch.Tensor, num_classes: int) -> torch.Tensor:
+        """With ``stop_on_saved``: p_stop, lowered to the target probability of the 8-bit image where
+        that is lower (only the items that would stop are re-scored)."""
+        if not self.config.stop_on_saved or imgs.ndim != 4:
+            return p_stop
+        in_range = (imgs.detach().flatten(1).abs() <= 1).all(dim=1)  # an image in [-1, 1], as saved
+        passing = ((p_stop > self.config.threshold) & in_range).nonzero().squeeze(1)
+        if passing.numel() == 0:
+            return p_stop
+        with torch.no_grad():
+            saved = quantize_8bit(imgs.detach()[passing])
+            logits = self._logits(saved, len(passing), num_classes)
+            p_saved = class_probabilities(logits).gather(1, tgt[passing][:, None]).squeeze(1)
+        out = p_stop.clone()
+        out[passing] = torch.minimum(p_stop[passing], p_saved.to(p_stop.dtype))
+        return out
 
     def _update(
         self, grad: torch.Tensor, rows: torch.Tensor, moments: tuple[torch.Tensor, torch.Tensor] | None, step: int,
@@ -368,6 +403,12 @@ class LatentAttack:
             raise InvalidInputError("shift_directions contains NaN or infinite values")
         return directions.detach().to(ws0)
 
+    def _check_class_directions(self, directions: torch.Tensor, ws0: torch.Tensor) -> torch.Tensor:
+        want = (ws0.shape[0], ws0.shape[2])
+        if not isinstance(directions, torch.Tensor) or tuple(directions.shape) != want:
+            raise InvalidInputError(f"class_directions must be {list(want)}, got {_describe(directions)}")
+        return directions.detach().to(ws0)
+
     def _check_inputs(
         self, ws0: torch.Tensor | None, images: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -404,6 +445,7 @@ class LatentAttack:
     def _result(
         self, ws0: torch.Tensor | None, x0: torch.Tensor, var: torch.Tensor, target: torch.Tensor,
         track: _Tracks, began: float, shifts: torch.Tensor | None = None, origin: torch.Tensor | None = None,
+        class_step: torch.Tensor | None = None, start_shift: torch.Tensor | None = None,
     ) -> AttackResult:
         """The result; distances and ``images0`` are measured from ``origin`` (the caller's ws0, before
         any whole-object shift) when given."""
@@ -419,6 +461,12 @@ class LatentAttack:
                 images0 = self._decode(origin)
                 ws_cf = self._latent(var, ws0).contiguous()
                 frames_ws = torch.stack([self._latent(track.frames[:, f], ws0) for f in range(cfg.num_frames)], dim=1)
+                first_move = torch.zeros(len(var), dtype=torch.bool)
+                if class_step is not None:
+                    first_move |= _cpu(class_step) > 0
+                if start_shift is not None:
+                    first_move |= (_cpu(start_shift).abs().sum(dim=1) > 0)
+                frames_ws = _path_from_origin(frames_ws, origin, ws_cf, _cpu(track.steps), first_move)
                 frames_images = None
                 if cfg.record_images:
                     frames_images = torch.stack(
@@ -452,4 +500,28 @@ class LatentAttack:
             frames_images=frames_images,
             seconds=time.perf_counter() - began,
             shift_px=_cpu(shifts),
+            class_step=_cpu(class_step),
         )
+
+
+def _path_from_origin(frames_ws: torch.Tensor, origin: torch.Tensor, ws_cf: torch.Tensor,
+                      steps: torch.Tensor, first_move: torch.Tensor) -> torch.Tensor:
+    """Frames that begin at the caller's ws0 even when a first move (shift, class step) came before the ascent.
+
+    The first frame becomes the origin; an item the first move alone carried past the threshold
+    (no ascent steps) gets the straight line from the origin to its counterfactual, which is the
+    path that move took.
+    """
+    moved = first_move.to(frames_ws.device)
+    if frames_ws.ndim != origin.ndim + 1 or not bool(moved.any()):
+        return frames_ws
+    frames_ws = frames_ws.clone()
+    count = frames_ws.shape[1]
+    line = torch.linspace(0, 1, count, dtype=frames_ws.dtype, device=frames_ws.device)
+    for i in moved.nonzero().squeeze(1).tolist():
+        if int(steps[i]) == 0:
+            shape = (count,) + (1,) * (origin.ndim - 1)
+            frames_ws[i] = origin[i] + line.view(shape) * (ws_cf[i] - origin[i])
+        else:
+            frames_ws[i, 0] = origin[i]
+    return frames_ws

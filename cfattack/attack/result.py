@@ -44,6 +44,9 @@ class AttackItemSummary(FrozenConfig):
     shift_px: tuple[float, float] | None = Field(
         None, description="With shift_lr: (right, down) pixels the item was moved as a whole (first order)."
     )
+    class_step: float | None = Field(
+        None, description="With class_search_steps: the step along the class direction taken before the ascent."
+    )
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class AttackResult:
     frames_images: torch.Tensor | None  # [N, num_frames, C, H, W]; None unless record_images (or pixel space)
     seconds: float  # wall-clock time of the whole run
     shift_px: torch.Tensor | None = None  # [N, 2] with shift_lr: (right, down) pixels the shift rule moved, first order
+    class_step: torch.Tensor | None = None  # [N] with class_search_steps: the class-direction step taken first
 
     def __len__(self) -> int:
         return int(self.target.shape[0])
@@ -108,6 +112,7 @@ class AttackResult:
                 probability_curve=self.probability_curves[i].tolist(),
                 frame_steps=self.frame_steps[i].tolist(),
                 shift_px=None if self.shift_px is None else (float(self.shift_px[i, 0]), float(self.shift_px[i, 1])),
+                class_step=maybe(self.class_step, i),
             )
             for i in range(len(self))
         ]

@@ -6,8 +6,8 @@ a change of shape, so for a classifier that decides by position the attack resha
 (and the explanation, truthfully, reports reshaping). Before ascending, the attack therefore
 tries the simplest change there is: it moves the object as a whole by 0.5, 1, 1.5, ...
 ``radius`` pixels along the axis and direction in which the objective rises fastest, and keeps the
-smallest shift that already passes the stop criterion. Items that no such shift flips start
-the ascent unchanged, so ordinary explanations are not touched. The candidates are fixed per
+smallest shift that already passes the stop criterion. Items that no such shift flips, and
+items whose start already passes, start the ascent unchanged, so ordinary explanations are not touched. The candidates are fixed per
 item (no random draws), so the outcome does not depend on the batch an item shares.
 
     shift = search_shift(score, ws0, directions, radius=4)   # [N, 2] px, zeros where none passes
@@ -36,6 +36,8 @@ def search_shift(score: Score, ws0: torch.Tensor, directions: torch.Tensor, radi
                  step: float = 0.5) -> torch.Tensor:
     """The smallest shift per item (along its steepest axis, in ``step`` px increments) that passes, else zero.
 
+    An item whose start already passes gets zero (its start is reported as past the threshold).
+
     Args:
         score: see ``Score``; called once with a graph (for the direction) and at most
             ``radius / step`` times without.
@@ -56,11 +58,11 @@ def search_shift(score: Score, ws0: torch.Tensor, directions: torch.Tensor, radi
     # 1. The steepest axis and its sign: d objective / d (shift_x, shift_y) at the start.
     with torch.enable_grad():
         origin = torch.zeros(n, 2, dtype=ws0.dtype, device=ws0.device, requires_grad=True)
-        objective, _ = score(shift_entry0(ws0.detach(), origin, directions))
+        objective, passes_unmoved = score(shift_entry0(ws0.detach(), origin, directions))
         (slope,) = torch.autograd.grad(objective.sum(), origin)
     axis = slope.abs().argmax(dim=1)
     sign = slope.gather(1, axis[:, None]).squeeze(1).sign()
-    found = sign == 0  # no slope: nothing to try
+    found = (sign == 0) | passes_unmoved  # no slope, or already past: nothing to move
     rows = torch.arange(n, device=ws0.device)
     # 2. Try step, 2 step, ... radius pixels that way; the first that passes wins.
     for k in torch.arange(1, int(radius / step) + 1).tolist():
