@@ -25,6 +25,7 @@ from typing import Callable
 
 import torch
 
+from cfattack.attack.objectives import objective_value
 from cfattack.config import InversionConfig
 from cfattack.errors import InvalidInputError
 from cfattack.inversion.perceptual import ClassifierFeatures
@@ -37,6 +38,10 @@ __all__ = ["Inverter", "InversionResult"]
 # Fashion-MNIST test images (default bundle): labels kept 85% -> 93%, reconstructions already past
 # p = 0.9 toward the near target 2 -> 0, PSNR 25.0 -> 22.5 dB.
 ENCODER_PERCEPTUAL_WEIGHT = 1.0
+# Refinement after an encoder start (steps, lr) and after any other start: an encoder's guess is
+# close, so fewer, larger steps reach the same PSNR (22.3 vs 22.5 dB on 60 held-out images).
+ENCODER_REFINEMENT = (60, 0.03)
+OTHER_REFINEMENT = (100, 0.02)
 
 
 @dataclass
@@ -54,6 +59,7 @@ class InversionResult:
     reasons: list[list[str]]
     loss_curve: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    steps: int = 0  # refinement steps after the start (the last phase's)
 
     @property
     def label_match(self) -> torch.Tensor | None:
@@ -172,10 +178,13 @@ class Inverter:
                 weight = defaults.perceptual_weight
             else:
                 weight = ENCODER_PERCEPTUAL_WEIGHT if start == "encoder" else 0.0
-        phases: tuple[tuple[str, int, float], ...] = ((cfg.latent, cfg.steps, cfg.lr),)
+        steps, lr = ENCODER_REFINEMENT if start == "encoder" else OTHER_REFINEMENT
+        steps = steps if cfg.steps is None else cfg.steps
+        lr = lr if cfg.lr is None else cfg.lr
+        phases: tuple[tuple[str, int, float], ...] = ((cfg.latent, steps, lr),)
         if start == "search":
             w_steps = defaults.w_steps if cfg.search_w_steps is None else cfg.search_w_steps
-            phases = (("w", w_steps, cfg.search_lr), (cfg.latent, cfg.steps, cfg.lr))
+            phases = (("w", w_steps, cfg.search_lr), (cfg.latent, steps, lr))
         return _Plan(start=start, phases=phases,
                      starts=defaults.starts if cfg.search_starts is None else cfg.search_starts,
                      chunk=defaults.chunk if cfg.search_batch is None else cfg.search_batch,
@@ -314,6 +323,7 @@ class Inverter:
                 curve.append(float(loss.detach().mean()))
                 tick()
             ws = expand(param).detach()
+        ws = self._retry_mislabelled(ws, images, plan, ws0)
 
         # 3. Judge the result.
         with torch.no_grad():
@@ -323,8 +333,49 @@ class Inverter:
             ws=ws, reconstruction=recon, psnr=quality_psnr, ssim=quality_ssim, encoder_psnr=encoder_psnr,
             label_original=None, label_reconstruction=None, flagged=torch.zeros(len(images), dtype=torch.bool),
             reasons=[[] for _ in range(len(images))], loss_curve=curve, seconds=time.perf_counter() - started,
+            steps=plan.phases[-1][1],
         )
         return self.judge(result, images)
+
+    def _retry_mislabelled(self, ws: torch.Tensor, images: torch.Tensor, plan: _Plan, ws0: torch.Tensor) -> torch.Tensor:
+        """ws with the items the classifier labels unlike their input refined again, a label term added.
+
+        The attack starts from the reconstruction, so a reconstruction of another class would
+        make the counterfactual one of another image. ``label_retry_steps`` more steps of the
+        same loss plus ``label_weight`` times -log p(input's label) usually bring the label back
+        at little cost in PSNR (on held-out Fashion-MNIST: 6 of 6 such items, each within 1 dB).
+        """
+        cfg = self.config
+        if not cfg.label_retry_steps or not cfg.label_weight or self.classifier is None or cfg.steps == 0:
+            return ws  # (steps=0 asks for the start alone)
+        with torch.no_grad():
+            wanted = self._classify(images).argmax(dim=1)
+            got = self._classify(self._decode(ws).clamp(-1, 1)).argmax(dim=1)
+        rows = (got != wanted).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return ws
+        targets, labels = images[rows], wanted[rows]
+        target_features = None
+        if plan.perceptual_weight > 0:
+            with torch.no_grad():
+                target_features = self.features()(targets)
+        shared = cfg.latent == "w"
+        param = (ws[rows].mean(dim=1, keepdim=True) if shared else ws[rows]).clone().requires_grad_(True)
+        optimizer = _Adam(param, lr=plan.phases[-1][2])
+        for _ in range(cfg.label_retry_steps):
+            current = param.expand(-1, self.G.num_ws, -1) if shared else param
+            recon = self._decode(current)
+            loss = _reconstruction_loss(recon, targets, cfg)
+            if target_features is not None:
+                loss = loss + plan.perceptual_weight * ClassifierFeatures.distance(self.features()(recon), target_features)
+            if cfg.proximity_weight > 0:
+                loss = loss + cfg.proximity_weight * (current - ws0[rows]).square().mean(dim=[1, 2])
+            log_p = objective_value(self._classify(recon.clamp(-1, 1)), labels, "log_probability")
+            (loss - cfg.label_weight * log_p).sum().backward()
+            optimizer.step()
+        out = ws.clone()
+        out[rows] = (param.expand(-1, self.G.num_ws, -1) if shared else param).detach()
+        return out
 
     def judge(self, result: InversionResult, images: torch.Tensor) -> InversionResult:
         """``result`` with its labels and flags set by this inverter's classifier and thresholds.
