@@ -200,5 +200,5 @@ class ExplainProgress:
         parts = []
         for name, seconds in self.seconds.items():
             steps = self.steps.get(name)
-            parts.append(f"{name}{f' {steps} steps' if steps else ''} {seconds:.1f} s")
+            parts.append(f"{name}{f' {steps} steps' if steps is not None else ''} {seconds:.1f} s")
         return ", ".join(parts)

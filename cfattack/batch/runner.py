@@ -371,7 +371,10 @@ class BatchJob:
                 fail(item, "target", "InvalidInputError",
                      f"{item.image}: the classifier already predicts {label!r}; choose another target class")
 
-        # 3. One batched explanation of everything left (finished items too: same composition).
+        # 3. One batched explanation of everything left. Batched numerics depend on the batch's
+        #    composition, so finished items are explained again then; batch-invariant ones are not.
+        if explainer.config.batch_invariant:
+            candidates = [(item, tensor) for item, tensor in candidates if item.key in pending]
         explanations: list[Any] = []
         if any(item.key in pending for item, _ in candidates):
             try:
@@ -412,10 +415,12 @@ class BatchJob:
         clf = explainer.bundle.classifier(self.classifier_option)
         names = explainer.bundle.class_names
         dropped: list[tuple[BatchItem, str]] = []
+        alone = explainer.config.batch_invariant  # explain_many then labels each image on its own
         while candidates:
             x = torch.stack([tensor for _, tensor in candidates]).to(explainer.device)
             with torch.no_grad():
-                labels = class_probabilities(clf(x)).cpu().max(dim=1).indices.tolist()
+                logits = torch.cat([clf(x[i:i + 1]) for i in range(len(x))]) if alone else clf(x)
+                labels = class_probabilities(logits).cpu().max(dim=1).indices.tolist()
             same = [i for i, ((item, _), label) in enumerate(zip(candidates, labels)) if label == item.target_index]
             if not same:
                 break

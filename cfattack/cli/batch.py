@@ -46,8 +46,8 @@ __all__ = ["batch", "main"]
 def batch(source: Path, target: str | None, targets_from: Path | None, out: Path, bundle_name: str,
           classifier: str | None, batch_size: int, limit: int | None, restart: bool, retry_failed: bool, steps: int,
           lr: float, threshold: float, space: str, objective: str, proximity: float, layers: tuple[int, ...] | None,
-          shift_lr: float | None, shift_search: int, robust_shift: int, inversion_steps: int, seed: int, device: str,
-          threads: int | None, quiet: bool,
+          shift_lr: float | None, shift_search: int, robust_shift: int, class_search: int,
+          inversion_steps: int | None, seed: int, device: str, threads: int | None, quiet: bool,
           trust_code: bool = False, **own: Any) -> None:
     """Explain every image of INPUT (a folder, or a .csv/.jsonl manifest with image[,target]).
 
@@ -85,7 +85,7 @@ def batch(source: Path, target: str | None, targets_from: Path | None, out: Path
     from cfattack.batch.runner import BatchJob
 
     config = explain_config(steps, lr, threshold, space, objective, proximity, inversion_steps, seed, layers,
-                            shift_lr, shift_search, robust_shift)
+                            shift_lr, shift_search, robust_shift, class_search)
     rank = world_from_env()[0]
 
     def log(line: str) -> None:

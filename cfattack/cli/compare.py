@@ -51,7 +51,7 @@ def _example_images(count: int) -> list[Path]:
 def compare(images: tuple[Path, ...], bundle_name: str, classifiers: str, num_images: int, targets: str | None,
             out: Path, no_realism: bool, steps: int, lr: float, threshold: float, space: str, objective: str,
             proximity: float, layers: tuple[int, ...] | None, shift_lr: float | None, shift_search: int,
-            robust_shift: int, inversion_steps: int,
+            robust_shift: int, class_search: int, inversion_steps: int | None,
             seed: int, device: str, threads: int | None, quiet: bool, trust_code: bool = False,
             classifier: str | None = None, **own: Any) -> None:
     """Explain the same images with each classifier of a bundle and compare the explanations.
@@ -99,7 +99,7 @@ def compare(images: tuple[Path, ...], bundle_name: str, classifiers: str, num_im
     if not no_realism:
         real = _real_images(bundle)
     config = explain_config(steps, lr, threshold, space, objective, proximity, inversion_steps, seed, layers,
-                            shift_lr, shift_search, robust_shift)
+                            shift_lr, shift_search, robust_shift, class_search)
 
     bar = Progress("compare", total=len(names or bundle.classifiers), unit="classifiers", quiet=quiet, leave=True)
     inner = Progress("", quiet=not bar.live, position=1, stream=bar.stream)  # the steps inside one classifier

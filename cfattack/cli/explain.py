@@ -38,7 +38,8 @@ def format_summary(explanation: Any, top: int = 5) -> list[str]:
              + f", p({e.target})={e.target_probability:.2f}"
              + (f", latent distance {e.latent_distance:.2f}" if e.latent_distance is not None else "")
              + f", pixel RMS {e.pixel_rms:.3f}"
-             + (f", moved {e.shift_px[0]:+.1f} px right {e.shift_px[1]:+.1f} px down" if e.shift_px is not None else "")]
+             + (f", moved {e.shift_px[0]:+.1f} px right {e.shift_px[1]:+.1f} px down" if e.shift_px is not None else "")
+             + (f", first {e.class_step:.3g} of the way along the class direction" if e.class_step else "")]
     if e.inversion is not None:
         inv = e.inversion
         quality = f"inversion: PSNR {inv.psnr:.1f} dB, SSIM {inv.ssim:.3f}"
@@ -57,6 +58,15 @@ def format_summary(explanation: Any, top: int = 5) -> list[str]:
             )
     else:
         lines.append("no descriptor changes to show")
+    if e.agreement is not None:
+        a = e.agreement
+        lines.append(f"{a.counterfactuals} counterfactuals from jittered starts: {a.top1_share:.0%} share the largest "
+                     f"change, top-3 overlap {a.top3_overlap:.0%}, in the top 3 of at least half: "
+                     + (", ".join(a.consensus) or "none"))
+        for alt in e.alternatives:
+            lines.append(f"  #{alt.index}: " + ("reached" if alt.reached else f"NOT reached ({alt.reason})")
+                         + f" in {alt.steps} steps, p={alt.target_probability:.2f}; top: "
+                         + ", ".join(c.name for c in alt.attributions[:3]))
     lines += [f"warning: {w}" for w in e.warnings if not w.startswith("target not reached")]
     return lines
 
@@ -84,8 +94,12 @@ _EXPLAIN_OPTIONS = (
                  help="W+ only: first try moving the object as a whole by up to this many pixels (0 = off)."),
     click.option("--robust-shift", "robust_shift", type=click.IntRange(0, 4), default=1, show_default=True,
                  help="Average the objective over copies shifted by up to this many pixels (0 = off, the paper)."),
-    click.option("--inversion-steps", type=click.IntRange(0, 100_000), default=100, show_default=True,
-                 help="Optimisation steps refining the encoder's inversion."),
+    click.option("--class-search", "class_search", type=click.IntRange(0, 64), default=8, show_default=True,
+                 help="W+/W: first step along the generator's class direction (target class mean minus the source's) "
+                      "in up to this many tries, then ascend (0 = off, the paper)."),
+    click.option("--inversion-steps", type=click.IntRange(0, 100_000), default=None,
+                 help="Optimisation steps refining the inversion's start [default: 60 after the bundle's encoder, "
+                      "100 after a search]."),
     click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random draws."),
 )
 
@@ -117,8 +131,9 @@ def _layers_option(value: str | None) -> tuple[int, ...] | None:
 
 
 def explain_config(steps: int, lr: float, threshold: float, space: str, objective: str, proximity: float,
-                   inversion_steps: int, seed: int, layers: tuple[int, ...] | None = None,
-                   shift_lr: float | None = None, shift_search: int = 8, robust_shift: int = 1) -> Any:
+                   inversion_steps: int | None, seed: int, layers: tuple[int, ...] | None = None,
+                   shift_lr: float | None = None, shift_search: int = 8, robust_shift: int = 1,
+                   class_search: int = 8) -> Any:
     """The `ExplainConfig` those options describe."""
     from cfattack.config import AttackConfig, InversionConfig
     from cfattack.pipeline.explanation import ExplainConfig
@@ -130,7 +145,8 @@ def explain_config(steps: int, lr: float, threshold: float, space: str, objectiv
     return ExplainConfig(
         attack=AttackConfig(steps=steps, lr=lr, threshold=threshold, space=space, objective=objective,
                             proximity_weight=proximity, seed=seed, layers=layers,
-                            shift_lr=shift_lr, shift_search_px=shift_search, robust_shift_px=robust_shift),
+                            shift_lr=shift_lr, shift_search_px=shift_search, robust_shift_px=robust_shift,
+                            class_search_steps=class_search),
         inversion=InversionConfig(steps=inversion_steps),
     )
 
@@ -146,13 +162,17 @@ def explain_config(steps: int, lr: float, threshold: float, space: str, objectiv
                    "package.module:factory with --classifier-weights.")
 @click.option("--out", "outdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder [default: explain/<image>-to-<target>].")
+@click.option("--num-counterfactuals", "num_counterfactuals", type=click.IntRange(1, 64), default=1,
+              show_default=True,
+              help="Counterfactuals to make from jittered starts; the report says how much their top changes agree.")
 @own_model_options
 @explain_options
 @runtime_options
-def explain(image: Path, target: str, bundle_name: str, classifier: str | None, outdir: Path | None, steps: int,
+def explain(image: Path, target: str, bundle_name: str, classifier: str | None, outdir: Path | None,
+            num_counterfactuals: int, steps: int,
             lr: float, threshold: float, space: str, objective: str, proximity: float,
             layers: tuple[int, ...] | None, shift_lr: float | None, shift_search: int, robust_shift: int,
-            inversion_steps: int, seed: int, device: str, threads: int | None, quiet: bool,
+            class_search: int, inversion_steps: int | None, seed: int, device: str, threads: int | None, quiet: bool,
             trust_code: bool = False, **own: Any) -> None:
     """Explain why the classifier labels IMAGE as it does: what would make it TARGET?
 
@@ -160,6 +180,7 @@ def explain(image: Path, target: str, bundle_name: str, classifier: str | None, 
     Examples:
       cfattack explain examples/trouser-1.png --target dress
       cfattack explain shoe.png --target "Ankle boot" --space w --out report/
+      cfattack explain examples/coat-1.png --target pullover --num-counterfactuals 5
       cfattack explain cat.png --target dog --generator stylegan3-r-afhqv2-512x512.pkl \
           --classifier resnet.pt --classes cat,dog,wild --classifier-size 224 --normalize imagenet --trust-code
     """
@@ -171,7 +192,7 @@ def explain(image: Path, target: str, bundle_name: str, classifier: str | None, 
         check_target(target, models.class_names)  # before any network is loaded
     device = start_command(threads, device)  # before torch loads (OpenMP reads its settings then)
     config = explain_config(steps, lr, threshold, space, objective, proximity, inversion_steps, seed, layers,
-                            shift_lr, shift_search, robust_shift)
+                            shift_lr, shift_search, robust_shift, class_search)
     with Progress("explain", quiet=quiet) as bar:
         stages = ExplainProgress(bar, attack_steps=steps)
         stages.on_stage("load bundle")
@@ -183,7 +204,7 @@ def explain(image: Path, target: str, bundle_name: str, classifier: str | None, 
         else:
             explainer = Explainer(bundle_name, config, device=device, trust_code=trust_code)
         explanation = explainer.explain_many([image], target, classifier=classifier, on_stage=stages.on_stage,
-                                             on_progress=stages.on_progress)[0]
+                                             on_progress=stages.on_progress, k=num_counterfactuals)[0]
         stages.on_stage("write report")
         out = outdir if outdir is not None else default_out_dir(image, explanation.target)
         files = explanation.save(out)

@@ -164,7 +164,7 @@ def own_bundle(models: OwnModels, device: str, trust_code: bool, *, quiet: bool 
     )
 
 
-def cpu_cost_note(G: Any, device: str, attack_steps: int, inversion_steps: int = 100) -> str | None:
+def cpu_cost_note(G: Any, device: str, attack_steps: int, inversion_steps: int | None = 100) -> str | None:
     """One line of the expected CPU time per image for a generator of >= 256 px, from one timed forward pass.
 
     The estimate counts the default inversion schedule (`cfattack.inversion.search.schedule_for_resolution`:
@@ -182,7 +182,8 @@ def cpu_cost_note(G: Any, device: str, attack_steps: int, inversion_steps: int =
         tic = time.perf_counter()
         G.synthesis(ws, noise_mode="const")
         forward = time.perf_counter() - tic
-    passes = schedule.starts + 3 * (schedule.w_steps + inversion_steps + attack_steps)
+    passes = schedule.starts + 3 * (schedule.w_steps + (100 if inversion_steps is None else inversion_steps)
+                                    + attack_steps)
     minutes = forward * passes / 60
     return (f"note: {G.img_resolution} px generator on the CPU: about {minutes:.0f} minutes per image on this CPU "
             f"(one forward pass takes {forward:.1f} s); use a GPU (--device cuda)")

@@ -39,6 +39,7 @@ from cfattack.bundle.classifier import BundleClassifier
 from cfattack.bundle.loader import Bundle
 from cfattack.config import AttackConfig, InversionConfig
 from cfattack.errors import InvalidInputError
+from cfattack.images import quantize_8bit
 from cfattack.evaluation.compare import real_images_of_classes
 from cfattack.pipeline.explainer import Explainer
 from cfattack.pipeline.explanation import ExplainConfig, Explanation
@@ -66,8 +67,9 @@ def method_config(name: str) -> ExplainConfig:
 
     ``w+`` and ``w`` are today's defaults in that space; ``pixel`` is the pixel-space baseline;
     ``paper`` is Goldwasser & Hooker's setting as cfattack shipped it before its defaults changed
-    (W+, Adam lr 0.01, raise the target probability, stop at the first iterate past 0.5, an
-    inversion without the classifier-feature term), kept so every evaluation reports the old
+    (W+, Adam lr 0.01, raise the target probability, stop at the first iterate past 0.5 on the
+    float image, an inversion of 100 steps at lr 0.02 without the classifier-feature term or the label
+    retry, batched numerics), kept so every evaluation reports the old
     figure beside the new one.
     """
     if name == "w+":
@@ -77,7 +79,8 @@ def method_config(name: str) -> ExplainConfig:
     if name == "pixel":
         return ExplainConfig(attack=AttackConfig(space="pixel"))
     if name == "paper":
-        return ExplainConfig(attack=_paper_attack(), inversion=InversionConfig(perceptual_weight=0.0))
+        return ExplainConfig(attack=_paper_attack(), batch_invariant=False,
+                             inversion=InversionConfig(perceptual_weight=0.0, steps=100, lr=0.02, label_retry_steps=0))
     raise InvalidInputError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
 
 
@@ -85,7 +88,8 @@ def _paper_attack() -> AttackConfig:
     fields = {"space": "w+", "optimizer": "adam", "lr": 0.01, "steps": 500, "objective": "probability",
               "threshold": 0.5, "proximity_weight": 0.0, "shift_lr": None}
     # Options added after the paper's setting (robustness, priors) are switched off where they exist.
-    extra = {"robust_shift_px": 0, "robust_stop": False, "shift_search_px": 0, "shared_change": False}
+    extra = {"robust_shift_px": 0, "robust_stop": False, "shift_search_px": 0, "shared_change": False,
+             "class_search_steps": 0, "stop_on_saved": False}
     fields.update({k: v for k, v in extra.items() if k in AttackConfig.model_fields})
     return AttackConfig(**fields)
 
@@ -159,11 +163,6 @@ class EvaluationImages:
     realism_pool: torch.Tensor  # [M, C, R, R]
     realism_labels: torch.Tensor  # [M]
     source: str  # where they came from, for the report
-
-
-def quantize_8bit(images: torch.Tensor) -> torch.Tensor:
-    """Images as a PNG stores them: ``uint8 = floor(x * 127.5 + 128)`` clipped, read back to [-1, 1]."""
-    return (images * 127.5 + 128).floor().clamp(0, 255) / 127.5 - 1
 
 
 def near_targets(classifier: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> list[int]:
@@ -242,8 +241,14 @@ def _top3(exp: Explanation) -> frozenset[str]:
 
 
 def _sound_start(exp: Explanation) -> bool:
-    """The attack started from an image labelled like the input and not already past the threshold."""
-    return exp.start_class == exp.source_class and exp.steps > 0
+    """The attack started from an image labelled like the input and not already past the threshold.
+
+    An item that passed at step 0 after a first move (a whole-object shift or a class step) did
+    start below the threshold: the move is its counterfactual.
+    """
+    moved = bool(exp.class_step) or (exp.shift_px is not None and any(abs(v) > 0 for v in exp.shift_px))
+    return exp.start_class == exp.source_class and (exp.steps > 0 or moved) and \
+        exp.reason not in ("start_past_threshold", "start_mislabelled")
 
 
 def _run(explainer: Explainer, images: torch.Tensor, targets: list[int], classifier: str,

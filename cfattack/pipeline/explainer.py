@@ -4,8 +4,9 @@ This is the pipeline behind ``cfattack explain``. For each image: the bundle's c
 labels it; the `Inverter` finds latents whose image reproduces it (and says how well); the
 `LatentAttack` moves those latents until the classifier believes the target class; the
 bundle's latent descriptor predictors (or the descriptors measured on the two images) say
-which human-meaningful features changed. Everything is batched: `Explainer.explain_many`
-inverts and attacks N images in one pass, each item stopping on its own::
+which human-meaningful features changed. `Explainer.explain_many` explains N images, each
+computed on its own by default so that batching never changes an answer
+(``ExplainConfig.batch_invariant``)::
 
     from cfattack.pipeline.explainer import Explainer
     explainer = Explainer("default")                     # or a Bundle, or a bundle directory
@@ -35,10 +36,17 @@ from cfattack.attribution.measured import measured_changes
 from cfattack.attribution.predictors import LatentDescriptorModel, load_descriptor_model
 from cfattack.bundle.loader import Bundle, load_bundle
 from cfattack.errors import InvalidInputError
-from cfattack.pipeline.explanation import ExplainConfig, Explanation, ExplanationImages, InversionReport
+from cfattack.pipeline.explanation import (
+    AlternativeCounterfactual,
+    ExplainConfig,
+    Explanation,
+    ExplanationImages,
+    InversionReport,
+    agreement_of,
+)
 from cfattack.images import image_from_pil, load_image
 from cfattack.inversion.inverter import InversionResult, Inverter
-from cfattack.stylegan.translation import translation_directions
+from cfattack.pipeline.attack_setup import attack_progress, clamp_straight_through, shift_directions_or_none
 
 __all__ = ["Explainer", "ImageInput", "explain"]
 
@@ -109,6 +117,8 @@ class Explainer:
 
         self.descriptors = default_descriptors(bundle.spec.image.channels, kind=bundle.spec.image.kind)
         self._spread: dict[str, float] | None = None  # see _descriptor_std
+        self._class_means: dict[tuple, torch.Tensor | None] = {}  # see _class_directions
+        self._w_std: torch.Tensor | None = None  # see _alternatives
 
     def effective_config(self) -> ExplainConfig:
         """The settings an explanation really runs with (and records).
@@ -178,14 +188,18 @@ class Explainer:
 
     # --- the pipeline -------------------------------------------------------------------------
 
-    def explain(self, image: ImageInput, target: str | int, classifier: str | None = None) -> Explanation:
+    def explain(self, image: ImageInput, target: str | int, classifier: str | None = None, k: int = 1) -> Explanation:
         """Explain one image toward ``target`` (a class name, alias or index).
+
+        ``k > 1`` also runs K - 1 more attacks from jittered starts (`ExplainConfig.jitter`):
+        they are in ``alternatives``, and ``agreement`` says how much their top changes agree
+        with each other, which is how far a user can trust the ranking.
 
         Raises:
             InvalidInputError: unreadable image, unknown target or classifier, or a target the
                 classifier already predicts (unless ``config.allow_same_class``).
         """
-        return self.explain_many([image], target, classifier=classifier)[0]
+        return self.explain_many([image], target, classifier=classifier, k=k)[0]
 
     def explain_many(
         self,
@@ -195,8 +209,12 @@ class Explainer:
         batch_size: int = 32,
         on_stage: Callable[[str], None] | None = None,
         on_progress: Callable[[str, int, int], None] | None = None,
+        k: int = 1,
     ) -> list[Explanation]:
         """Explain many images in batches of ``batch_size`` (one target for all, or one each).
+
+        With ``config.batch_invariant`` (the default) the networks see one image at a time, so
+        ``batch_size`` changes nothing in the results (and little in the speed on a CPU).
 
         All inputs are read and checked before any work starts, so a bad one fails fast;
         batch jobs that must go on past bad items check them one by one with `load`.
@@ -211,16 +229,23 @@ class Explainer:
             return []
         if batch_size < 1:
             raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+        if not isinstance(k, int) or not 1 <= k <= 64:
+            raise InvalidInputError(f"k (counterfactuals per image) must be 1..64, got {k!r}")
+        if k > 1 and self.effective_config().attack.space == "pixel":
+            raise InvalidInputError("k > 1 counterfactuals need a latent space (w or w+): pixel space has no "
+                                    "latent start to jitter")
         loaded = [self.load(image) for image in images]
         target_indices = self._targets(targets, len(loaded))
         name = self._classifier_name(classifier)
         results: list[Explanation] = []
-        for start in range(0, len(loaded), batch_size):
-            chunk = loaded[start:start + batch_size]
+        # batch_invariant: each image is computed alone (see ExplainConfig.batch_invariant).
+        step = 1 if self.config.batch_invariant else batch_size
+        for start in range(0, len(loaded), step):
+            chunk = loaded[start:start + step]
             x = torch.stack([tensor for tensor, _ in chunk])
             paths = [path for _, path in chunk]
-            results += self._explain_batch(x, target_indices[start:start + batch_size], name, paths, on_stage,
-                                           on_progress)
+            results += self._explain_batch(x, target_indices[start:start + step], name, paths, on_stage,
+                                           on_progress, k)
         return results
 
     def _classifier_name(self, classifier: str | None) -> str:
@@ -234,6 +259,7 @@ class Explainer:
         paths: list[str | None],
         on_stage: Callable[[str], None] | None = None,
         on_progress: Callable[[str, int, int], None] | None = None,
+        k: int = 1,
     ) -> list[Explanation]:
         cfg = self.effective_config()
         stage = on_stage or (lambda name: None)
@@ -250,13 +276,13 @@ class Explainer:
         self._check_targets(source, targets, paths)
 
         inversion: InversionResult | None = None
-        attack = LatentAttack(lambda ws: _clamp_straight_through(G.synthesis(ws, noise_mode="const")), clf, cfg.attack)
+        attack = LatentAttack(lambda ws: clamp_straight_through(G.synthesis(ws, noise_mode="const")), clf, cfg.attack)
         target_tensor = torch.tensor(targets, device=self.device)
         if cfg.attack.space == "pixel":
             timings["inversion"] = 0.0
             stage("attack")
             tic = time.perf_counter()
-            result = attack.run(None, target_tensor, images=x, on_step=_attack_progress(on_progress))
+            result = attack.run(None, target_tensor, images=x, on_step=attack_progress(on_progress))
         else:
             stage("invert")
             tic = time.perf_counter()
@@ -265,10 +291,14 @@ class Explainer:
             stage("attack")
             tic = time.perf_counter()
             moves_object = cfg.attack.shift_lr is not None or (cfg.attack.shift_search_px and cfg.attack.space == "w+")
-            directions = _shift_directions(G, inversion.ws, required=cfg.attack.shift_lr is not None) \
+            directions = shift_directions_or_none(G, inversion.ws, required=cfg.attack.shift_lr is not None) \
                 if moves_object else None
             result = attack.run(inversion.ws, target_tensor, shift_directions=directions,
-                                on_step=_attack_progress(on_progress))
+                                class_directions=self._class_directions(clf, source.tolist(), targets),
+                                on_step=attack_progress(on_progress))
+        alternatives: list[list[tuple[AlternativeCounterfactual, torch.Tensor]]] | None = None
+        if k > 1 and inversion is not None:
+            alternatives = self._alternatives(attack, inversion, target_tensor, clf, source.tolist(), targets, k)
         timings["attack"] = time.perf_counter() - tic
 
         stage("attribute")
@@ -292,11 +322,17 @@ class Explainer:
                 {**{k: v / len(targets) for k, v in timings.items()}, "total": per_item},
             )
             frames = result.frames_images[i] if result.frames_images is not None else images_cf[i : i + 1]
+            others = alternatives[i] if alternatives is not None else []
+            if others:
+                tops = [[a.name for a in attributions]] + [[a.name for a in alt.attributions] for alt, _ in others]
+                explanation = explanation.model_copy(update={"alternatives": [alt for alt, _ in others],
+                                                             "agreement": agreement_of(tops)})
             explanation.with_images(ExplanationImages(
                 original=x[i].cpu(),
                 reconstruction=None if inversion is None else inversion.reconstruction[i].cpu(),
                 frames=frames.cpu(),
                 counterfactual=images_cf[i],
+                alternatives=[image for _, image in others],
             ))
             explanations.append(explanation)
         return explanations
@@ -323,6 +359,71 @@ class Explainer:
         while len(self._inversions) > _INVERSIONS_KEPT:
             self._inversions.pop(next(iter(self._inversions)))
         return result
+
+    def _alternatives(
+        self, attack: LatentAttack, inversion: InversionResult, target: torch.Tensor, clf: torch.nn.Module,
+        sources: list[int], targets: list[int], k: int,
+    ) -> list[list[tuple[AlternativeCounterfactual, torch.Tensor]]]:
+        """K - 1 more attacks per item, each from the inversion plus a seeded W-space jitter.
+
+        The jitter of path j is one w-vector (the same for every item, so an item's paths do not
+        depend on its batch) added to every ws entry; its scale is ``config.jitter`` times the
+        generator's per-coordinate spread of w. Attributions and distances are measured from the
+        inversion, as the main counterfactual's are.
+        """
+        from cfattack.stylegan.class_means import mapped_latent_std
+
+        cfg = self.effective_config()
+        G = self.bundle.generator
+        if self._w_std is None:
+            self._w_std = mapped_latent_std(G)
+        ws0 = inversion.ws.detach()
+        class_directions = self._class_directions(clf, sources, targets)
+        recon = inversion.reconstruction.cpu()
+        out: list[list[tuple[AlternativeCounterfactual, torch.Tensor]]] = [[] for _ in targets]
+        for j in range(1, k):
+            seed = (cfg.attack.seed or 0) + j
+            noise = torch.randn(G.w_dim, generator=torch.Generator().manual_seed(seed))
+            start = ws0 + (cfg.jitter * noise * self._w_std.cpu()).to(ws0)
+            moves_object = cfg.attack.shift_lr is not None or (cfg.attack.shift_search_px and cfg.attack.space == "w+")
+            directions = shift_directions_or_none(G, start, required=cfg.attack.shift_lr is not None) if moves_object else None
+            result = attack.run(start, target, shift_directions=directions, class_directions=class_directions)
+            ranked = self._predicted(inversion, result)
+            if ranked is None:
+                ranked = self._measured(recon, result.images_cf.cpu())
+            for i, summary in enumerate(result.summary()):
+                moved = (result.ws_cf[i] - ws0[i].cpu()).flatten()
+                out[i].append((AlternativeCounterfactual(
+                    index=j, jitter_seed=seed, reached=summary.reached, reason=summary.reason, steps=summary.steps,
+                    target_probability=summary.target_probability, class_step=summary.class_step,
+                    latent_distance=float(moved.norm()),
+                    pixel_rms=float((result.images_cf[i].cpu() - recon[i]).square().mean().sqrt()),
+                    attributions=ranked[i][:5],
+                ), result.images_cf[i].cpu()))
+        return out
+
+    def _class_directions(self, clf: torch.nn.Module, sources: list[int], targets: list[int]) -> torch.Tensor | None:
+        """[N, w_dim] target class mean w minus source class mean w, for the attack's class search.
+
+        From the generator's class input when its classes are the classifier's, else from
+        generator samples labelled by the explained classifier
+        (`cfattack.stylegan.class_means.class_mean_latents`). Computed once per generator and classifier.
+        """
+        if not self.config.attack.class_search_steps or self.config.attack.space == "pixel":
+            return None
+        from cfattack.stylegan.class_means import class_mean_latents
+
+        G = self.bundle.generator
+        key = (id(G), id(clf))
+        if key not in self._class_means:
+            self._class_means[key] = class_mean_latents(G, classifier=clf, num_classes=len(self.bundle.class_names),
+                                                        truncation_psi=self.bundle.spec.truncation_psi)
+        means = self._class_means[key]
+        if means is None:
+            return None
+        if max(sources + targets) >= means.shape[0]:
+            return None
+        return (means[targets] - means[sources]).to(self.device)
 
     def _check_targets(self, source: torch.Tensor, targets: list[int], paths: list[str | None]) -> None:
         if self.config.allow_same_class:
@@ -394,7 +495,7 @@ class Explainer:
             label_match = None if inversion.label_match is None else bool(inversion.label_match[i])
             report = InversionReport(
                 psnr=float(inversion.psnr[i]), ssim=float(inversion.ssim[i]),
-                encoder_psnr=float(inversion.encoder_psnr[i]), steps=cfg.inversion.steps,
+                encoder_psnr=float(inversion.encoder_psnr[i]), steps=inversion.steps,
                 label_match=label_match, flagged=bool(inversion.flagged[i]), reasons=inversion.reasons[i],
             )
             if report.flagged:
@@ -402,7 +503,8 @@ class Explainer:
                                 + " -- the counterfactual explains the reconstruction, not the input")
         # A start that is already the target, or that the classifier labels unlike the input, makes
         # the result no counterfactual of the input: say so, and never count it as reached.
-        moved = summary.shift_px is not None and any(abs(v) > 0 for v in summary.shift_px)
+        shifted = summary.shift_px is not None and any(abs(v) > 0 for v in summary.shift_px)
+        moved = shifted or bool(summary.class_step)
         if cfg.attack.space != "pixel" and summary.reached and summary.steps == 0 and not moved:
             reached, reason = False, "start_past_threshold"
             warnings.append(f"the reconstruction is already {names[target]!r} (p={summary.target_probability:.2f}): the "
@@ -439,7 +541,8 @@ class Explainer:
             space=cfg.attack.space,
             latent_distance=summary.latent_distance,
             pixel_rms=summary.pixel_rms,
-            shift_px=summary.shift_px if (moved or cfg.attack.shift_lr is not None) else None,
+            shift_px=summary.shift_px if (shifted or cfg.attack.shift_lr is not None) else None,
+            class_step=summary.class_step,
             probability_curve=summary.probability_curve,
             frame_steps=summary.frame_steps,
             inversion=report,
@@ -450,35 +553,6 @@ class Explainer:
             timings={k: round(v, 4) for k, v in timings.items()},
             config=cfg,
         )
-
-
-def _attack_progress(on_progress: Callable[[str, int, int], None] | None) -> Callable[[int, int, int], None] | None:
-    """`LatentAttack`'s per-step callback as an ``on_progress("attack", finished items, items)`` call."""
-    if on_progress is None:
-        return None
-    return lambda step, done, total: on_progress("attack", done, total)
-
-
-def _shift_directions(G: torch.nn.Module, ws: torch.Tensor, required: bool) -> torch.Tensor | None:
-    """`translation_directions`, or None when the generator cannot shift (a degenerate input pose, e.g.
-    a freshly initialised config-R input layer): the shift search is then skipped; --shift-lr fails."""
-    try:
-        return translation_directions(G, ws)
-    except torch.linalg.LinAlgError:
-        if required:
-            raise InvalidInputError("this generator cannot shift its image (its input pose does not depend on w); "
-                                    "drop --shift-lr") from None
-        return None
-
-
-def _clamp_straight_through(images: torch.Tensor) -> torch.Tensor:
-    """Clamp to [-1, 1] in the forward pass, identity in the backward pass.
-
-    The classifier must judge the image a user will see (saved images are clamped, and so is
-    the inverter's reconstruction), but a hard clamp would zero the gradient of every
-    saturated pixel, e.g. the whole background, so the attack could never add ink there.
-    """
-    return images + (images.clamp(-1, 1) - images).detach()
 
 
 def explain(

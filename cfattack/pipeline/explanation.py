@@ -14,6 +14,7 @@ plus the images of the path, which JSON leaves out and `Explanation.save` writes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ from cfattack.attribution.changes import DescriptorChange
 from cfattack.config import AttackConfig, FrozenConfig, InversionConfig
 from cfattack.errors import InvalidInputError
 
-__all__ = ["ExplainConfig", "InversionReport", "Explanation", "ExplanationImages", "EXPLANATION_FORMAT"]
+__all__ = ["Agreement", "AlternativeCounterfactual", "ExplainConfig", "InversionReport", "Explanation",
+           "ExplanationImages", "EXPLANATION_FORMAT", "agreement_of"]
 
 EXPLANATION_FORMAT = "cfattack.explanation/1"
 
@@ -53,6 +55,19 @@ class ExplainConfig(FrozenConfig):
     allow_same_class: bool = Field(
         False, description="Accept a target equal to the class the classifier already predicts (else an error)."
     )
+    jitter: float = Field(
+        0.1, gt=0, le=4,
+        description="With k > 1 counterfactuals per input: each extra path starts from the inversion plus Gaussian "
+        "noise of this many times the generator's per-coordinate spread of w (seeded: seed + 1, seed + 2, ...).",
+    )
+    batch_invariant: bool = Field(
+        True,
+        description="Compute every image on its own, so its explanation is bit for bit the same alone, in a "
+        "batch of any size and through `cfattack batch`. Batched convolutions and matrix products round "
+        "differently by batch shape, and the optimisers amplify those last bits into other paths and "
+        "other top descriptors. False batches the networks' work: faster per image on large batches, "
+        "but an explanation can then change with the batch it shares.",
+    )
 
 
 class InversionReport(FrozenConfig):
@@ -65,6 +80,49 @@ class InversionReport(FrozenConfig):
     label_match: bool | None = Field(description="The classifier labels the reconstruction as the input (None: unknown).")
     flagged: bool = Field(description="The reconstruction is poor; the counterfactual explains a different image.")
     reasons: list[str] = Field(default_factory=list, description="Why it is flagged, one line each.")
+
+
+class AlternativeCounterfactual(FrozenConfig):
+    """Another counterfactual of the same input, from a jittered start (``Explainer.explain(..., k=K)``).
+
+    Distances and attributions are measured from the inversion itself (not the jittered start),
+    so they compare directly with the main counterfactual's.
+    """
+
+    index: int = Field(ge=1, description="1..K-1; the main explanation is counterfactual 0.")
+    jitter_seed: int = Field(description="Seed of the noise added to the inversion's latents.")
+    reached: bool
+    reason: str
+    steps: int = Field(ge=0)
+    target_probability: float
+    class_step: float | None = None
+    latent_distance: float | None = Field(None, description="||ws_cf - ws_inversion||_2.")
+    pixel_rms: float = Field(description="RMS pixel change from the reconstruction.")
+    attributions: list[DescriptorChange] = Field(description="The top changes, ranked as the main attributions.")
+
+
+class Agreement(FrozenConfig):
+    """How much K counterfactuals of one input agree on what changed: the stability a user can see."""
+
+    counterfactuals: int = Field(ge=2, description="K, the main counterfactual included.")
+    top1_share: float = Field(description="Share of the K whose largest change is the main counterfactual's.")
+    top3_overlap: float = Field(description="Mean over pairs of the K of |top-3 A & top-3 B| / |top-3 A | top-3 B|.")
+    consensus: list[str] = Field(description="Descriptors in the top 3 of at least half the K, most frequent first.")
+
+
+def agreement_of(tops: list[list[str]]) -> Agreement:
+    """`Agreement` of K ranked descriptor-name lists (the main one first)."""
+    sets = [set(t[:3]) for t in tops]
+    pairs = [(a, b) for i, a in enumerate(sets) for b in sets[i + 1:]]
+    overlap = sum(len(a & b) / max(len(a | b), 1) for a, b in pairs) / max(len(pairs), 1)
+    first = tops[0][0] if tops and tops[0] else None
+    counts: dict[str, int] = {}
+    for t in tops:
+        for name in t[:3]:
+            counts[name] = counts.get(name, 0) + 1
+    consensus = sorted((n for n, c in counts.items() if 2 * c >= len(tops)), key=lambda n: (-counts[n], n))
+    return Agreement(counterfactuals=len(tops), top1_share=sum(bool(t) and t[0] == first for t in tops) / len(tops),
+                     top3_overlap=overlap, consensus=consensus)
 
 
 @dataclass
@@ -80,6 +138,7 @@ class ExplanationImages:
     reconstruction: torch.Tensor | None
     frames: torch.Tensor
     counterfactual: torch.Tensor
+    alternatives: list[torch.Tensor] = dataclasses.field(default_factory=list)  # k > 1: counterfactuals 1..K-1
 
     @property
     def difference(self) -> torch.Tensor:
@@ -124,6 +183,10 @@ class Explanation(BaseModel):
     shift_px: tuple[float, float] | None = Field(
         None, description="With the attack's shift_lr: (right, down) pixels the object was moved as a whole."
     )
+    class_step: float | None = Field(
+        None, description="The step along the generator's class direction (target class mean w minus the source's) "
+        "taken before the ascent, in units of that whole difference (class_search_steps; None = off)."
+    )
     probability_curve: list[float] = Field(description="Target probability at attack iterates 0..steps.")
     frame_steps: list[int] = Field(description="Attack iterates shown as frames.")
     inversion: InversionReport | None = Field(description="Reconstruction quality (None in pixel space).")
@@ -134,6 +197,9 @@ class Explanation(BaseModel):
     measured: list[DescriptorChange] = Field(
         default_factory=list, description="Descriptors measured on start and counterfactual images, ranked."
     )
+    alternatives: list[AlternativeCounterfactual] = Field(
+        default_factory=list, description="With k > 1: the other counterfactuals of this input, from jittered starts.")
+    agreement: Agreement | None = Field(None, description="With k > 1: how much the K counterfactuals' top changes agree.")
     warnings: list[str] = Field(default_factory=list, description="Things the reader should know (poor inversion, ...).")
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per stage.")
     config: ExplainConfig = Field(description="The settings used.")

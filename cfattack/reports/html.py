@@ -78,6 +78,9 @@ dl.facts dd { margin: 0; font-variant-numeric: tabular-nums; }
 .strip figcaption { font-size: 0.8em; color: #555; margin-top: 2px; }
 .path-row { display: flex; gap: 18px; align-items: flex-start; margin-top: 0.8em; }
 .path-row figure { margin: 0; flex: none; }
+.alternatives { display: flex; flex-wrap: wrap; gap: 12px; }
+.alternative { margin: 0; max-width: 180px; font-size: 0.85em; }
+.alternative img { display: block; image-rendering: pixelated; border: 1px solid #ddd; }
 .path-row img { display: block; image-rendering: pixelated; border: 1px solid #ddd; }
 .path-row figcaption { font-size: 0.8em; color: #555; margin-top: 2px; max-width: 16em; }
 .legend { font-size: 0.85em; color: #555; margin: 0.3em 0 0; }
@@ -163,6 +166,8 @@ def _header(exp: Explanation) -> str:
         _fact("pixel RMS change", format_number(exp.pixel_rms)),
         *([_fact("moved as a whole", f"{exp.shift_px[0]:+.2f} px right, {exp.shift_px[1]:+.2f} px down")]
           if exp.shift_px is not None else []),
+        *([_fact("class step first", f"{format_number(exp.class_step)} of the class-mean difference")]
+          if exp.class_step else []),
         _fact("classifier", exp.classifier),
         _fact("bundle", exp.bundle),
     ]
@@ -335,6 +340,34 @@ def _measured_table(exp: Explanation) -> str:
             f"images.</p>\n{table}\n</section>")
 
 
+def _alternatives(exp: Explanation) -> str:
+    """k > 1: the other counterfactuals side by side, with their top changes and the agreement."""
+    if not exp.alternatives or exp.agreement is None:
+        return ""
+    from cfattack.reports.pixels import image_data_uri
+
+    images = exp.images.alternatives if exp.has_images else []
+    agree = exp.agreement
+    cards = []
+    main_top = ", ".join(escape(a.name) for a in exp.attributions[:3])
+    main_uri = image_data_uri(exp.images.counterfactual, scale=3) if exp.has_images else None
+    entries = [(0, main_uri, main_top, exp.reached, exp.steps)] + [
+        (alt.index, image_data_uri(images[n], scale=3) if n < len(images) else None,
+         ", ".join(escape(a.name) for a in alt.attributions[:3]), alt.reached, alt.steps)
+        for n, alt in enumerate(exp.alternatives)]
+    for index, uri, top, reached, steps in entries:
+        picture = f'<img src="{uri}" alt="counterfactual {index}">' if uri else ""
+        outcome = f"reached, {steps} steps" if reached else f"not reached, {steps} steps"
+        cards.append(f'<figure class="alternative">{picture}<figcaption><strong>#{index}</strong> '
+                     f'{escape(outcome)}<br>{top}</figcaption></figure>')
+    consensus = ", ".join(escape(n) for n in agree.consensus) or "none"
+    return (f"<section>\n<h2>{agree.counterfactuals} counterfactuals of this input</h2>\n"
+            f"<p class=\"legend\">Paths from jittered starts (#0 is the main one). Same largest change as #0: "
+            f"{agree.top1_share:.0%}; mean overlap of the top-3 sets: {agree.top3_overlap:.0%}; in the top 3 of at "
+            f"least half: {consensus}. Low agreement means the ranking depends on where the path began: read "
+            f"it as one of several answers.</p>\n<div class=\"alternatives\">{''.join(cards)}</div>\n</section>")
+
+
 def _warnings(exp: Explanation) -> str:
     if not exp.warnings:
         return '<section>\n<h2>Warnings</h2>\n<p class="muted">None.</p>\n</section>'
@@ -393,6 +426,7 @@ def render_html(
             + _probability_chart(explanation) + "\n</section>",
             _attribution_table(explanation),
             _measured_table(explanation),
+            _alternatives(explanation),
             _warnings(explanation),
             _footer(explanation),
         )

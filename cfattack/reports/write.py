@@ -55,7 +55,7 @@ def write_report(
 
     Returns:
         ``{"json": ..., "counterfactual": ..., "strip": ..., "start": ..., "gif": ..., "html": ...}``,
-        the paths written.
+        the paths written (plus ``"counterfactual-1"``... for an explanation with alternatives).
 
     Raises:
         InvalidInputError: the explanation has no images, or they are malformed.
@@ -90,5 +90,7 @@ def write_report(
     atomic_write(paths["strip"], lambda fh: fh.write(strip_png))
     save_image(start, paths["start"])
     atomic_write(paths["gif"], lambda fh: fh.write(gif))
+    for index, image in enumerate(images.alternatives, 1):  # k > 1: the other counterfactuals
+        paths[f"counterfactual-{index}"] = save_image(image, directory / f"counterfactual-{index}.png")
     atomic_write_text(paths["html"], page)
     return paths

@@ -63,8 +63,9 @@ def test_layers_option_reaches_the_config_and_bad_values_are_one_line(tmp_path):
 
 def test_shift_lr_moves_the_garment_and_the_report_says_how_far(tmp_path):
     out = tmp_path / "r"
+    # (--class-search 0: the class step alone would flip it before any shift step.)
     result = run_cli("explain", EXAMPLES / "coat-1.png", "--target", "pullover", "--out", out, "--shift-lr", "0.2",
-                     "--steps", "40", *FAST)
+                     "--steps", "40", "--class-search", "0", *FAST)
     assert result.exit_code == 0, result.stderr
     assert "px right" in result.stdout
     data = json.loads((out / "explanation.json").read_text())
@@ -87,7 +88,7 @@ def test_default_out_dir_is_named_after_image_and_target(tmp_path, monkeypatch):
 
 
 def test_unreached_target_exits_zero_and_says_so(tmp_path):
-    result = run_cli("explain", EXAMPLES / "trouser-1.png", "--target", "bag", "--steps", "1",
+    result = run_cli("explain", EXAMPLES / "trouser-1.png", "--target", "bag", "--steps", "1", "--class-search", "0",
                      "--out", tmp_path, *FAST)
     assert result.exit_code == 0, result.stderr
     assert "NOT reached (max_steps)" in result.stdout

@@ -68,6 +68,9 @@ def test_judges_never_include_the_explained_classifier(bundle):
 def test_methods_keep_the_papers_setting_beside_the_defaults():
     paper = method_config("paper").attack
     assert (paper.objective, paper.threshold, paper.lr, paper.space) == ("probability", 0.5, 0.01, "w+")
+    assert (paper.class_search_steps, paper.shift_search_px, paper.robust_shift_px, paper.stop_on_saved) == (0, 0, 0,
+                                                                                                          False)
+    assert not method_config("paper").batch_invariant and method_config("w+") == ExplainConfig()
     assert method_config("w").attack.space == "w" and method_config("w").inversion.latent == "w"
     assert method_config("pixel").attack.space == "pixel"
     assert set(METHODS) == {"w+", "w", "pixel", "paper"}
@@ -91,7 +94,10 @@ def test_evaluation_measures_every_figure_on_real_held_out_images(bundle, held_o
     assert w_plus.latent_distance is not None and pixel.latent_distance is None
     stability = w_plus.stability
     assert stability is not None and stability.items == 4
-    assert 0 <= stability.same_top3_share.value <= 1 and stability.steps_spread_median >= 0
+    # Each item is computed on its own (ExplainConfig.batch_invariant): alone, in a batch and
+    # through the batch runner give the same answer.
+    assert stability.same_top3_share.value == 1.0 and stability.steps_spread_median == 0
+    assert stability.same_steps_share == 1.0
     assert pixel.stability is None
     json.loads(report.model_dump_json())
 
@@ -110,3 +116,20 @@ def test_cli_writes_json_and_html_and_a_table(tmp_path):
 
 def test_cli_refuses_unknown_methods_in_one_line():
     assert_one_line_failure(run_cli("evaluate", "--methods", "vae"), "unknown vae")
+
+
+def test_a_first_move_that_passes_is_a_sound_start_and_a_start_past_the_threshold_is_not():
+    from cfattack.evaluation.evaluate import _sound_start
+
+    class Item:
+        def __init__(self, **fields):
+            base = dict(start_class="coat", source_class="coat", steps=0, class_step=None, shift_px=None,
+                        reason="reached")
+            self.__dict__.update({**base, **fields})
+
+    assert _sound_start(Item(class_step=0.375))  # the class step alone carried it past: a counterfactual
+    assert _sound_start(Item(shift_px=(1.5, 0.0)))
+    assert _sound_start(Item(steps=12))
+    assert not _sound_start(Item())  # nothing moved, yet past the threshold: the reconstruction already was
+    assert not _sound_start(Item(steps=3, reason="start_past_threshold"))
+    assert not _sound_start(Item(steps=12, start_class="pullover"))  # started from another class

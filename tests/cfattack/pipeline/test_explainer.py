@@ -85,16 +85,29 @@ def test_save_writes_the_four_report_files(trousers, tmp_path):
     assert json.loads(files["json"].read_text())["target"] == "dress"
 
 
-def test_batched_explanations_match_one_at_a_time(explainer):
+def test_batched_explanations_match_one_at_a_time_bit_for_bit(explainer):
+    # batch_invariant (the default): each image is computed alone, so a batch changes nothing.
     paths = [EXAMPLES / "sneaker-1.png", EXAMPLES / "trouser-1.png", EXAMPLES / "bag-1.png"]
     targets = ["sandal", "dress", "t-shirt"]
     batched = explainer.explain_many(paths, targets, batch_size=3)
     single = [explainer.explain(p, t) for p, t in zip(paths, targets)]
-    # Batched convolutions round differently; Adam carries that through the steps, so the
-    # paths agree closely, not bit for bit.
     for b, s in zip(batched, single):
-        assert (b.target, b.reached, b.source_class) == (s.target, s.reached, s.source_class)
-        assert abs(b.steps - s.steps) <= 3 + 0.3 * s.steps
+        assert (b.target, b.reached, b.steps, b.class_step, b.shift_px) == (s.target, s.reached, s.steps,
+                                                                            s.class_step, s.shift_px)
+        assert b.target_probability == s.target_probability and b.inversion.psnr == s.inversion.psnr
+        assert [(a.name, a.standardized_change) for a in b.attributions] == \
+            [(a.name, a.standardized_change) for a in s.attributions]
+        assert torch.equal(b.images.counterfactual, s.images.counterfactual)
+
+
+def test_batched_numerics_are_an_option(bundle):
+    # batch_invariant=False batches the networks: the same items, answers that agree closely.
+    fast = Explainer(bundle, FAST.model_copy(update={"batch_invariant": False}))
+    paths = [EXAMPLES / "sneaker-1.png", EXAMPLES / "trouser-1.png"]
+    batched = fast.explain_many(paths, ["sandal", "dress"], batch_size=2)
+    single = [fast.explain(p, t) for p, t in zip(paths, ["sandal", "dress"])]
+    for b, s in zip(batched, single):
+        assert (b.target, b.source_class) == (s.target, s.source_class)
         assert b.inversion.psnr == pytest.approx(s.inversion.psnr, abs=0.5)
 
 
@@ -148,8 +161,9 @@ def test_without_descriptor_model_attributions_are_measured(bundle):
 
 
 def test_unreached_target_is_reported_not_raised(bundle):
-    exp = Explainer(bundle, ExplainConfig(inversion=InversionConfig(steps=0), attack=AttackConfig(steps=2))).explain(
-        EXAMPLES / "trouser-1.png", "bag")
+    # (Without the class step, which alone would carry trousers to a bag.)
+    cfg = ExplainConfig(inversion=InversionConfig(steps=0), attack=AttackConfig(steps=2, class_search_steps=0))
+    exp = Explainer(bundle, cfg).explain(EXAMPLES / "trouser-1.png", "bag")
     assert not exp.reached and exp.reason == "max_steps" and exp.steps == 2
     assert any(w.startswith("target not reached") for w in exp.warnings)
 
@@ -242,11 +256,17 @@ def test_known_answer_the_one_descriptor_the_classifier_uses_ranks_first(bundle)
     assert len(reached) >= 18
     first = [e.attributions[0].name for e in reached]
     assert first.count("centroid_x") / len(first) >= 0.9, first
+    # Measured on the images, the first change is centroid_x for at least 17 of 20: the items no
+    # shift of up to 8 px flips are answered by the class step (the position classifier's
+    # classes, labelled on generator samples, differ in garment as well as place), and 2 of
+    # those become a garment that sits where the target is (symmetry, slant first; centroid_x
+    # second). The shifted ones are answered by the move, as before.
     measured_first = [e.measured[0].name for e in reached]
-    assert measured_first.count("centroid_x") / len(measured_first) >= 0.9, measured_first
+    assert measured_first.count("centroid_x") >= 17, measured_first
     # The shift is recorded, and it points the way the target lies (right for a higher class).
     moved = [(e, t, s) for e, t, s in zip(explanations, targets, source) if e.reached and e.shift_px is not None]
     assert len(moved) >= 15, [e.shift_px for e in explanations]  # most were answered by moving the garment
+    assert all(not e.class_step for e, _, _ in moved)  # a passing shift is the whole answer
     assert all((e.shift_px[0] > 0) == (t > s) and e.shift_px[1] == 0 for e, t, s in moved)
     assert json.loads(moved[0][0].to_json())["shift_px"] == list(moved[0][0].shift_px)
 
