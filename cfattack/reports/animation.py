@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 from cfattack.errors import InvalidInputError
 from cfattack.reports.fonts import font_path
 from cfattack.reports.pixels import to_display_rgb, upscale_nearest
-from cfattack.reports.strip import DEFAULT_PANEL_HEIGHT, display_scale, pick_frames
+from cfattack.reports.strip import DEFAULT_PANEL_HEIGHT, display_scale, first_move_frames, pick_frames
 
 if TYPE_CHECKING:
     from cfattack.pipeline.explanation import Explanation
@@ -38,6 +38,8 @@ _CAPTION_HEIGHT = 18
 def path_frames(explanation: Explanation, max_frames: int = MAX_GIF_FRAMES) -> list[tuple[int, np.ndarray]]:
     """``(step, uint8 [H, W, 3])`` from the start (step 0) to the counterfactual, at native size.
 
+    Step -1 marks a frame of a path made by the first move alone (`first_move_frames`).
+
     Raises:
         InvalidInputError: the explanation has no images, or they are malformed.
     """
@@ -51,6 +53,10 @@ def path_frames(explanation: Explanation, max_frames: int = MAX_GIF_FRAMES) -> l
     out = [(0, to_display_rgb(start, "start image"))]
     out += [(steps[i], to_display_rgb(frames[i], f"frame {i}")) for i in pick_frames(steps, explanation.steps,
                                                                                        max_frames)]
+    # A path made by the first move alone (step -1 = "first move", captioned without a probability).
+    if getattr(frames, "ndim", 0) == 4:
+        out += [(-1, to_display_rgb(frames[i], f"frame {i}")) for i in first_move_frames(explanation, frames.shape[0],
+                                                                                            max_frames)]
     out.append((explanation.steps, to_display_rgb(images.counterfactual, "counterfactual")))
     return out
 
@@ -71,6 +77,8 @@ def path_gif_bytes(explanation: Explanation, max_frames: int = MAX_GIF_FRAMES) -
     grey = all(bool((f[..., 0] == f[..., 1]).all() and (f[..., 1] == f[..., 2]).all()) for _, f in frames)
     scale = display_scale(max(f.shape[0] for _, f in frames), DEFAULT_PANEL_HEIGHT)
     curve = list(explanation.probability_curve)
+    # After a first move the curve starts past it: the start picture (the reconstruction) gets no p.
+    moved = bool(explanation.class_step) or (explanation.shift_px is not None and any(explanation.shift_px))
     font = _caption_font(11)
     pictures = []
     for step, pixels in frames:
@@ -78,8 +86,8 @@ def path_gif_bytes(explanation: Explanation, max_frames: int = MAX_GIF_FRAMES) -
         h, w = big.shape[:2]
         canvas = Image.new("RGB", (w, h + _CAPTION_HEIGHT), (255, 255, 255))
         canvas.paste(Image.fromarray(big), (0, 0))
-        caption = f"step {step}/{explanation.steps}"
-        if 0 <= step < len(curve):
+        caption = "first move" if step < 0 else f"step {step}/{explanation.steps}"
+        if 0 <= step < len(curve) and not (moved and not pictures):
             caption += f"  p={curve[step]:.2f}"
         ImageDraw.Draw(canvas).text((3, h + 3), caption, fill=(34, 34, 34), font=font)
         pictures.append(canvas.convert("L") if grey else canvas)

@@ -67,6 +67,23 @@ def pick_frames(frame_steps: list[int], steps: int, max_frames: int) -> list[int
     return [inner[p] for p in sorted(set(positions.tolist()))]
 
 
+def first_move_frames(explanation: Explanation, frame_count: int, max_frames: int) -> list[int]:
+    """Inner frames of a path made by the first move alone, else none.
+
+    A counterfactual reached by the class step or the whole-object shift before any ascent step
+    (``steps == 0``) has frames on the straight line from the reconstruction to it
+    (`cfattack.attack.latent_attack`); all are "step 0", so `pick_frames` shows none of them.
+    """
+    shifted = explanation.shift_px is not None and any(abs(v) > 0 for v in explanation.shift_px)
+    if explanation.steps != 0 or not (explanation.class_step or shifted) or frame_count < 3 or max_frames <= 0:
+        return []
+    inner = list(range(1, frame_count - 1))
+    if len(inner) <= max_frames:
+        return inner
+    positions = np.linspace(0, len(inner) - 1, max_frames).round().astype(int)
+    return [inner[p] for p in sorted(set(positions.tolist()))]
+
+
 def strip_panels(explanation: Explanation, max_frames: int = DEFAULT_MAX_FRAMES) -> list[Panel]:
     """The panels of the strip, left to right, at native resolution.
 
@@ -96,6 +113,9 @@ def strip_panels(explanation: Explanation, max_frames: int = DEFAULT_MAX_FRAMES)
                             "reconstruction"))
     for i in pick_frames(frame_steps, explanation.steps, max_frames):
         panels.append(Panel(f"step {frame_steps[i]}", to_display_rgb(frames[i], f"frame {i}"), "frame"))
+    last = frames.shape[0] - 1
+    for i in first_move_frames(explanation, frames.shape[0], max_frames):
+        panels.append(Panel(f"first move {i}/{last}", to_display_rgb(frames[i], f"frame {i}"), "frame"))
     panels.append(Panel(f"counterfactual (step {explanation.steps})",
                         to_display_rgb(images.counterfactual, "counterfactual"), "counterfactual"))
 

@@ -91,7 +91,7 @@ def pages(tmp_path_factory) -> Pages:
         root = tmp_path_factory.mktemp("pages")
         bundle = load_bundle("default")
         config = ExplainConfig(inversion=InversionConfig(steps=5), attack=AttackConfig(steps=30, lr=0.02))
-        explanation = Explainer(bundle, config).explain(EXAMPLES / "trouser-1.png", target="dress")
+        explanation = Explainer(bundle, config).explain(EXAMPLES / "trouser-1.png", target="dress", k=3)
         files = explanation.save(root / "explanation")
 
         images = [EXAMPLES / "trouser-1.png", EXAMPLES / "coat-1.png"]

@@ -108,6 +108,8 @@ def test_explanation_page_fits_and_shows_the_path(browser, pages, artifacts):
     assert not cut, cut
     assert browser.find_element("css selector", "a[href='path.gif']")
     assert (pages.explanation.parent / "path.gif").is_file()
+    # k=3: the three counterfactuals side by side, each picture decoded (checked with the rest above).
+    assert len(browser.find_elements("css selector", "figure.alternative img")) == 3
 
 
 def test_comparison_page_fits_with_captions_and_the_difference_panel(browser, pages, artifacts):
