@@ -2,8 +2,9 @@
 
 N items of the default bundle (the example images, each toward other classes: first every image
 toward one class, then toward a second, ...; 32 by default) are explained with the settings of
-``cfattack explain`` (100 inversion steps; Adam, lr 0.01, at most 500 attack steps, threshold
-0.5), three ways, on the CPU and, when there is one, on a CUDA GPU:
+``cfattack explain`` (``ExplainConfig()``: by default every image is computed on its own, so
+batching changes nothing in the answers; ``--batched-numerics`` batches the networks), three
+ways, on the CPU and, when there is one, on a CUDA GPU:
 
 - batched: one ``Explainer.explain_many`` call over all N items (batch size N by default);
 - one at a time: N ``Explainer.explain`` calls;
@@ -58,8 +59,8 @@ def _timed(fn):
     return value, time.perf_counter() - tic
 
 
-def run_device(device: str, examples: Path, count: int, batch_size: int, job: bool) -> dict:
-    explainer = Explainer("default", ExplainConfig(), device=device)
+def run_device(device: str, examples: Path, count: int, batch_size: int, job: bool, batched_numerics: bool) -> dict:
+    explainer = Explainer("default", ExplainConfig(batch_invariant=not batched_numerics), device=device)
     paths, targets = make_items(explainer, examples, count)
     explainer.explain(paths[0], targets[0])  # warm-up: first-call costs are not throughput
 
@@ -99,6 +100,8 @@ def main() -> None:
                         help="Comma-separated, e.g. cpu,cuda (default: cpu, + cuda if present).")
     parser.add_argument("--no-job", action="store_true", help="Skip the end-to-end BatchJob timing.")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's).")
+    parser.add_argument("--batched-numerics", action="store_true",
+                        help="ExplainConfig(batch_invariant=False): batch the networks (default: each image alone).")
     parser.add_argument("--out", default=None, help="Also write the rows as JSON here.")
     args = parser.parse_args()
     if args.threads:
@@ -106,10 +109,12 @@ def main() -> None:
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     batch_size = args.batch_size or args.items
 
-    rows = [run_device(d, Path(args.examples), args.items, batch_size, not args.no_job) for d in devices]
+    rows = [run_device(d, Path(args.examples), args.items, batch_size, not args.no_job, args.batched_numerics)
+            for d in devices]
     machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
                + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""))
-    print(f"default bundle, {args.items} items, batch size {batch_size}; {machine}; torch {torch.__version__}")
+    numerics = "batched numerics" if args.batched_numerics else "each image computed alone (batch_invariant)"
+    print(f"default bundle, {args.items} items, batch size {batch_size}, {numerics}; {machine}; torch {torch.__version__}")
     print(f"{'device':<7} {'batched it/s':>13} {'single it/s':>12} {'speedup':>8} {'job it/s':>9} "
           f"{'reached b/s':>12} {'same steps':>11} {'median steps':>13}")
     for r in rows:

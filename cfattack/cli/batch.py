@@ -36,7 +36,11 @@ __all__ = ["batch", "main"]
               help="Classifier of the bundle to explain (default: the bundle's); with --generator, your classifier "
                    "FILE (TorchScript, .pt2, cfattack checkpoint, or package.module:factory with --classifier-weights).")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=32, show_default=True,
-              help="Images per device batch; keep it when resuming for identical numbers.")
+              help="Images per device batch (reading, reports, journals).")
+@click.option("--batched-numerics", is_flag=True,
+              help="Batch the networks' work for throughput (a GPU); an item's answer can then depend on the batch "
+                   "it shares. By default each image is computed on its own, so it gets the answer 'cfattack explain' "
+                   "gives it.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N items.")
 @click.option("--restart", is_flag=True, help="Discard the folder's earlier results (needed after a config change).")
 @click.option("--retry-failed", is_flag=True, help="Explain again the items that failed before.")
@@ -44,7 +48,8 @@ __all__ = ["batch", "main"]
 @explain_options
 @runtime_options
 def batch(source: Path, target: str | None, targets_from: Path | None, out: Path, bundle_name: str,
-          classifier: str | None, batch_size: int, limit: int | None, restart: bool, retry_failed: bool, steps: int,
+          classifier: str | None, batch_size: int, batched_numerics: bool, limit: int | None, restart: bool,
+          retry_failed: bool, steps: int,
           lr: float, threshold: float, space: str, objective: str, proximity: float, layers: tuple[int, ...] | None,
           shift_lr: float | None, shift_search: int, robust_shift: int, class_search: int,
           inversion_steps: int | None, seed: int, device: str, threads: int | None, quiet: bool,
@@ -86,6 +91,8 @@ def batch(source: Path, target: str | None, targets_from: Path | None, out: Path
 
     config = explain_config(steps, lr, threshold, space, objective, proximity, inversion_steps, seed, layers,
                             shift_lr, shift_search, robust_shift, class_search)
+    if batched_numerics:
+        config = config.model_copy(update={"batch_invariant": False})
     rank = world_from_env()[0]
 
     def log(line: str) -> None:

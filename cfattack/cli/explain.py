@@ -35,11 +35,11 @@ def format_summary(explanation: Any, top: int = 5) -> list[str]:
     e = explanation
     lines = [f"{e.source_class} (p={e.source_probability:.2f}) -> {e.target}: "
              + (f"reached in {e.steps} steps" if e.reached else f"NOT reached ({e.reason}) after {e.steps} steps")
-             + f", p({e.target})={e.target_probability:.2f}"
+             + e.first_move() + f", p({e.target})={e.target_probability:.2f}"
              + (f", latent distance {e.latent_distance:.2f}" if e.latent_distance is not None else "")
              + f", pixel RMS {e.pixel_rms:.3f}"
-             + (f", moved {e.shift_px[0]:+.1f} px right {e.shift_px[1]:+.1f} px down" if e.shift_px is not None else "")
-             + (f", first {e.class_step:.3g} of the way along the class direction" if e.class_step else "")]
+             + (f", moved {e.shift_px[0]:+.1f} px right {e.shift_px[1]:+.1f} px down"
+                if e.shift_px is not None and not e.first_move() else "")]
     if e.inversion is not None:
         inv = e.inversion
         quality = f"inversion: PSNR {inv.psnr:.1f} dB, SSIM {inv.ssim:.3f}"

@@ -276,7 +276,16 @@ class Explanation(BaseModel):
             raise InvalidInputError(f"which must be 'attributions' or 'measured'; got {which!r}")
         return changes_dataframe(self.attributions if which == "attributions" else self.measured)
 
+    def first_move(self) -> str:
+        """What the attack did before its steps: ``" after a class step of 0.375"``, a shift, or ``""``."""
+        parts = []
+        if self.shift_px is not None and any(abs(v) > 0 for v in self.shift_px):
+            parts.append(f"a shift of {self.shift_px[0]:+.1f} px right, {self.shift_px[1]:+.1f} px down")
+        if self.class_step:
+            parts.append(f"a class step of {self.class_step:.3g}")
+        return f" after {' and '.join(parts)}" if parts else ""
+
     def summary_line(self) -> str:
-        """One line: ``coat -> pullover: reached in 23 steps (p=0.51)``."""
+        """One line: ``coat -> pullover: reached in 3 steps after a class step of 0.75 (p=0.93)``."""
         outcome = f"reached in {self.steps} steps" if self.reached else f"not reached ({self.reason}, {self.steps} steps)"
-        return f"{self.source_class} -> {self.target}: {outcome} (p={self.target_probability:.2f})"
+        return f"{self.source_class} -> {self.target}: {outcome}{self.first_move()} (p={self.target_probability:.2f})"

@@ -42,7 +42,8 @@ def _cell(text: str, align: str = "left", color: str | None = None) -> str:
 def explanation_html(explanation: Explanation, k: int = 5) -> str:
     """The compact HTML of one explanation: outcome, strip (when it has images), top ``k`` changes."""
     e = explanation
-    outcome = (f'<span style="color:#1d6b2f;font-weight:600">reached</span> in {e.steps} steps' if e.reached
+    outcome = (f'<span style="color:#1d6b2f;font-weight:600">reached</span> in {e.steps} steps'
+               f'{escape(e.first_move())}' if e.reached
                else f'<span style="color:#8a5300;font-weight:600">not reached</span> ({escape(e.reason)}, '
                     f"{e.steps} steps)")
     head = (f"<div><strong>{escape(e.source_class)} \u2192 {escape(e.target)}</strong>: {outcome}; "

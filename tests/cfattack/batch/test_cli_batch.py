@@ -31,3 +31,14 @@ def test_target_and_targets_from_exclude_each_other(tmp_path):
     (tmp_path / "t.csv").write_text("image,target\n")
     result = run_batch(EXAMPLES, "--target", "bag", "--targets-from", tmp_path / "t.csv", "--out", tmp_path / "o")
     assert_one_line_failure(result, "not both")
+
+
+def test_batched_numerics_is_recorded_and_off_by_default(tmp_path):
+    import json
+
+    for flag, invariant in (((), True), (("--batched-numerics",), False)):
+        out = tmp_path / f"o{invariant}"
+        result = run_batch(EXAMPLES, "--target", "bag", "--limit", "2", "--out", out, *FAST, *flag)
+        assert result.exit_code == 0, result.stderr
+        job = json.loads((out / "job.json").read_text())
+        assert json.dumps(job).count('"batch_invariant": ' + ("true" if invariant else "false")) == 1
