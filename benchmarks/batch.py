@@ -85,7 +85,8 @@ def run_device(device: str, examples: Path, count: int, batch_size: int, job: bo
             manifest = Path(tmp) / "items.csv"
             manifest.write_text("image,target\n" + "".join(f"{p.resolve()},{t}\n" for p, t in zip(paths, targets)))
             summary, job_s = _timed(lambda: BatchJob(manifest, Path(tmp) / "out", bundle=explainer.bundle,
-                                                     batch_size=batch_size, device=device).run())
+                                                     config=explainer.config, batch_size=batch_size,
+                                                     device=device).run())
         row["job_seconds"] = job_s
         row["job_items_per_s"] = summary.explained / job_s
     return row

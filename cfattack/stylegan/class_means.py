@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 __all__ = ["class_input_matches", "class_mean_latents", "conditional_class_means", "labelled_class_means",
-           "mapped_latent_std"]
+           "labelled_samples", "mapped_latent_std"]
 
 _CHUNK = 256
 Classifier = Callable[[torch.Tensor], torch.Tensor]
@@ -121,7 +121,14 @@ def class_mean_latents(G: torch.nn.Module, classifier: Classifier | None = None,
         return None
     if class_input_matches(G, classifier, k):
         return conditional_class_means(G, truncation_psi=truncation_psi)
-    return labelled_class_means(G, classifier, k, truncation_psi=truncation_psi)
+    return labelled_class_means(G, classifier, k, samples=labelled_samples(int(G.img_resolution)),
+                                truncation_psi=truncation_psi)
+
+
+def labelled_samples(resolution: int) -> int:
+    """Generator samples to label for the class means: 1,024 up to 64 px, fewer for larger generators
+    (each is a forward pass: 256 up to 256 px, 128 above)."""
+    return 1024 if resolution <= 64 else 256 if resolution <= 256 else 128
 
 
 @torch.no_grad()
