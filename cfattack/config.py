@@ -264,8 +264,9 @@ class AttackConfig(FiniteConfig):
         ge=0,
         le=8,
         description=(
-            "W+ only (ignored in other spaces): before the ascent, try moving each object as a whole by 1, 2, ... "
-            "this many pixels along the axis in which the objective rises fastest, and start from the smallest "
+            "W+ only (ignored in other spaces): before the ascent, try moving each object as a whole by 0.5, 1, "
+            "1.5, ... this many pixels along the axis and direction in which a 1-px move raises the objective most (then a "
+            "quarter and an eighth of a pixel either side of the best try), and start from the smallest "
             "shift that already passes the stop criterion (`cfattack.attack.shift_search`); 0 = off."
         ),
     )
@@ -284,6 +285,17 @@ class AttackConfig(FiniteConfig):
     )
     class_search_reach: float = Field(
         1.0, gt=0, le=4, description="The largest class step tried, in units of the whole class-mean difference."
+    )
+    class_mean_samples: int | None = Field(
+        None,
+        ge=8,
+        le=65536,
+        description=(
+            "Generator samples the classifier labels to find each class's mean w, when the generator has no "
+            "class input that matches the classifier (`cfattack.stylegan.class_means.labelled_class_means`); "
+            "None = by resolution (1,024 up to 64 px, 256 up to 256 px, 128 above). Each is one forward pass, "
+            "once per generator and classifier."
+        ),
     )
     stop_on_saved: bool = Field(
         True,

@@ -417,7 +417,8 @@ class Explainer:
         key = (id(G), id(clf))
         if key not in self._class_means:
             self._class_means[key] = class_mean_latents(G, classifier=clf, num_classes=len(self.bundle.class_names),
-                                                        truncation_psi=self.bundle.spec.truncation_psi)
+                                                        truncation_psi=self.bundle.spec.truncation_psi,
+                                                        samples=self.config.attack.class_mean_samples)
         means = self._class_means[key]
         if means is None:
             return None

@@ -21,8 +21,14 @@ import torch
 __all__ = ["class_input_matches", "class_mean_latents", "conditional_class_means", "labelled_class_means",
            "labelled_samples", "mapped_latent_std"]
 
-_CHUNK = 256
+_CHUNK = 256  # mapped latents per batch
+_SYNTHESIS_PIXELS = 1 << 21  # output pixels per synthesis batch: 256 images at 64 px, 2 at 1024 px
 Classifier = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _synthesis_chunk(G: torch.nn.Module) -> int:
+    """Images per synthesis batch: bounded by output pixels, so a 1024 px generator is not run 256 at a time."""
+    return max(1, min(_CHUNK, _SYNTHESIS_PIXELS // int(G.img_resolution) ** 2))
 
 
 def _device(G: torch.nn.Module) -> torch.device:
@@ -69,8 +75,9 @@ def labelled_class_means(G: torch.nn.Module, classifier: Classifier, num_classes
     z, gen = _z(G, samples, seed)
     c = _one_hot(torch.randint(0, G.c_dim, (samples,), generator=gen).to(z.device), G.c_dim) if G.c_dim else None
     ws, labels = [], []
-    for i in range(0, samples, _CHUNK):
-        w = G.mapping(z[i:i + _CHUNK], None if c is None else c[i:i + _CHUNK], truncation_psi=truncation_psi)
+    chunk = _synthesis_chunk(G)
+    for i in range(0, samples, chunk):
+        w = G.mapping(z[i:i + chunk], None if c is None else c[i:i + chunk], truncation_psi=truncation_psi)
         logits = classifier(G.synthesis(w, noise_mode="const").clamp(-1, 1))
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
             return None
@@ -98,21 +105,22 @@ def class_input_matches(G: torch.nn.Module, classifier: Classifier, num_classes:
     z, _ = _z(G, per_class * G.c_dim, seed)
     labels = torch.arange(G.c_dim, device=z.device).repeat_interleave(per_class)
     hits = 0
-    for i in range(0, len(z), _CHUNK):
-        w = G.mapping(z[i:i + _CHUNK], _one_hot(labels[i:i + _CHUNK], G.c_dim))
+    chunk = _synthesis_chunk(G)
+    for i in range(0, len(z), chunk):
+        w = G.mapping(z[i:i + chunk], _one_hot(labels[i:i + chunk], G.c_dim))
         logits = classifier(G.synthesis(w, noise_mode="const").clamp(-1, 1))
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
             return False
-        hits += int((_labels(logits) == labels[i:i + _CHUNK]).sum())
+        hits += int((_labels(logits) == labels[i:i + chunk]).sum())
     return hits >= agreement * len(z)
 
 
 def class_mean_latents(G: torch.nn.Module, classifier: Classifier | None = None, num_classes: int | None = None,
-                       truncation_psi: float = 1.0) -> torch.Tensor | None:
+                       truncation_psi: float = 1.0, samples: int | None = None) -> torch.Tensor | None:
     """The class means the attack should use for ``classifier``'s classes; None when unknown.
 
     The generator's class input when it matches the classifier (or no classifier is given),
-    else the classifier's labels of generator samples.
+    else the classifier's labels of ``samples`` generator samples (None = `labelled_samples`).
     """
     if classifier is None:
         return conditional_class_means(G, truncation_psi=truncation_psi) if G.c_dim else None
@@ -121,7 +129,7 @@ def class_mean_latents(G: torch.nn.Module, classifier: Classifier | None = None,
         return None
     if class_input_matches(G, classifier, k):
         return conditional_class_means(G, truncation_psi=truncation_psi)
-    return labelled_class_means(G, classifier, k, samples=labelled_samples(int(G.img_resolution)),
+    return labelled_class_means(G, classifier, k, samples=samples or labelled_samples(int(G.img_resolution)),
                                 truncation_psi=truncation_psi)
 
 

@@ -5,8 +5,9 @@ metfaces / metfacesu 1024, configs T and R; four distinct architectures). Each i
 width and put behind an ImageNet-style 224 px classifier through `Explainer(generator=...,
 classifier=...)`. A backward pass at full width does not fit a CI machine (one 512 px config-T
 step: 56 s and 13.8 GB on one CPU core, 1024 px about four times that), so the explanation itself
-(one search start, one W step, one W+ step, one attack step) runs on the same architecture with
-thin layers (channel_base 1024, channel_max / 64): real resolutions, layer counts, sampling rates,
+(one search start, one W step, one W+ step, at most one label-retry step, one class step from
+class means of 8 labelled samples, one attack step) runs on the same architecture with thin
+layers (channel_base 1024, channel_max / 64): real resolutions, layer counts, sampling rates,
 filters, margins and config-R kernels. Marked ``slow``.
 """
 
@@ -95,8 +96,9 @@ def test_release_architecture_runs_one_step_of_each_stage(releases):
     with torch.no_grad():  # random but non-degenerate input pose, as in a trained network
         G.synthesis.input.affine.weight.normal_(0, 0.01)
     config = ExplainConfig(
-        attack=AttackConfig(steps=1, threshold=0.99, shift_search_px=0, robust_shift_px=0),
-        inversion=InversionConfig(steps=1, search_starts=1, search_w_steps=1, search_batch=1),
+        attack=AttackConfig(steps=1, threshold=0.99, shift_search_px=0, robust_shift_px=0, class_search_steps=1,
+                            class_mean_samples=8),
+        inversion=InversionConfig(steps=1, search_starts=1, search_w_steps=1, search_batch=1, label_retry_steps=1),
         spread_samples=8, allow_same_class=True,
     )
     explainer = _explainer(G, config)
