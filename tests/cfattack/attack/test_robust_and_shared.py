@@ -76,7 +76,7 @@ def test_shared_change_is_w_plus_only_and_alone():
         AttackConfig(robust_shift_px=5)
 
 
-def test_shift_search_takes_the_smallest_passing_shift_along_the_steepest_axis():
+def test_shift_search_takes_the_smallest_passing_shift_along_the_best_axis():
     from cfattack.attack.shift_search import search_shift
 
     # A toy "generator": ws[:, 0, 0] is the object's x position, ws[:, 0, 1] its y position;
@@ -95,6 +95,27 @@ def test_shift_search_takes_the_smallest_passing_shift_along_the_steepest_axis()
     assert shift[1].tolist() == [1.5, 0.0]  # the smallest half-pixel step that passes
     assert search_shift(score, ws0, directions, radius=3)[0].tolist() == [2.5, 0.0]
     assert search_shift(score, ws0, directions, radius=0).abs().sum() == 0
+
+
+def test_shift_search_probes_instead_of_trusting_the_gradient_and_finds_a_narrow_class():
+    from cfattack.attack.shift_search import search_shift
+
+    # The class is a window 0.2 px wide around x = 3.3 (between the half-pixel tries 3.0 and
+    # 3.5), and at the start the objective's gradient points down (-y) more steeply than along
+    # +x: a ripple that a 1-px probe does not see.
+    ws0 = torch.zeros(1, 2, 2)
+    directions = torch.eye(2).expand(1, 2, 2).clone()
+
+    def score(ws):
+        x, y = ws[:, 0, 0], ws[:, 0, 1]
+        objective = -(x - 3.3).abs() - 0.05 * torch.sin(40 * y)
+        return objective, (x - 3.3).abs() < 0.1
+
+    start = ws0.clone().requires_grad_(True)
+    (slope,) = torch.autograd.grad(score(start)[0].sum(), start)
+    assert slope[0, 0, 1].abs() > slope[0, 0, 0].abs()  # the gradient would have chosen the y axis
+    shift = search_shift(score, ws0, directions, radius=4)
+    assert shift[0].tolist() == [3.25, 0.0]  # half a step below the best try (3.5), found by the refinement
 
 
 def test_shift_search_in_the_attack_starts_from_the_shifted_latent_and_reports_the_move():

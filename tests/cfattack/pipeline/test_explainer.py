@@ -256,16 +256,13 @@ def test_known_answer_the_one_descriptor_the_classifier_uses_ranks_first(bundle)
     assert len(reached) >= 18
     first = [e.attributions[0].name for e in reached]
     assert first.count("centroid_x") / len(first) >= 0.9, first
-    # Measured on the images, the first change is centroid_x for at least 17 of 20: the items no
-    # shift of up to 8 px flips are answered by the class step (the position classifier's
-    # classes, labelled on generator samples, differ in garment as well as place), and 2 of
-    # those become a garment that sits where the target is (symmetry, slant first; centroid_x
-    # second). The shifted ones are answered by the move, as before.
+    # Measured on the images, the first change is centroid_x for 18 of 20 (the two shoes that
+    # need 6.5-7 px also tilt as they move: slant first, centroid_x second); one spare.
     measured_first = [e.measured[0].name for e in reached]
     assert measured_first.count("centroid_x") >= 17, measured_first
     # The shift is recorded, and it points the way the target lies (right for a higher class).
     moved = [(e, t, s) for e, t, s in zip(explanations, targets, source) if e.reached and e.shift_px is not None]
-    assert len(moved) >= 15, [e.shift_px for e in explanations]  # most were answered by moving the garment
+    assert len(moved) >= 18, [e.shift_px for e in explanations]  # answered by moving the garment (all 20 on CPU)
     assert all(not e.class_step for e, _, _ in moved)  # a passing shift is the whole answer
     assert all((e.shift_px[0] > 0) == (t > s) and e.shift_px[1] == 0 for e, t, s in moved)
     assert json.loads(moved[0][0].to_json())["shift_px"] == list(moved[0][0].shift_px)
