@@ -265,9 +265,9 @@ class AttackConfig(FiniteConfig):
         le=8,
         description=(
             "W+ only (ignored in other spaces): before the ascent, try moving each object as a whole by 0.5, 1, "
-            "1.5, ... this many pixels along the axis and direction in which a 1-px move raises the objective most (then a "
-            "quarter and an eighth of a pixel either side of the best try), and start from the smallest "
-            "shift that already passes the stop criterion (`cfattack.attack.shift_search`); 0 = off."
+            "1.5, ... this many pixels along the axis and direction in which a 1-px move raises the objective "
+            "most (then a quarter and an eighth of a pixel either side of the best try), and start from the "
+            "smallest shift that already passes the stop criterion (`cfattack.attack.shift_search`); 0 = off."
         ),
     )
     class_search_steps: int = Field(

@@ -414,7 +414,7 @@ class Explainer:
         from cfattack.stylegan.class_means import class_mean_latents
 
         G = self.bundle.generator
-        key = (id(G), id(clf))
+        key = (id(G), id(clf), self.config.attack.class_mean_samples)
         if key not in self._class_means:
             self._class_means[key] = class_mean_latents(G, classifier=clf, num_classes=len(self.bundle.class_names),
                                                         truncation_psi=self.bundle.spec.truncation_psi,

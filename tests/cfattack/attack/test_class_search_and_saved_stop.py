@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -144,6 +145,33 @@ def test_class_means_of_an_unconditional_generator_come_from_the_classifier():
     assert torch.isfinite(means[:2]).all() and torch.isnan(means[2]).all()
     assert not torch.allclose(means[0], means[1])
     torch.testing.assert_close(means, labelled_class_means(G, _brightness, 3), equal_nan=True)
+
+
+def test_class_means_label_the_samples_asked_for_in_batches_bounded_by_pixels(monkeypatch):
+    import cfattack.stylegan.class_means as class_means
+
+    G = _tiny_generator(0)
+    batches: list[int] = []
+    with torch.no_grad():  # the median brightness of the 20 samples: half of them each class
+        z = torch.randn(20, G.z_dim, generator=torch.Generator().manual_seed(0))
+        middle = G.synthesis(G.mapping(z, None), noise_mode="const").clamp(-1, 1).flatten(1).mean(1).median()
+
+    def darker_or_brighter(images):  # per image, so batching cannot change a label
+        batches.append(len(images))
+        v = images.flatten(1).mean(1) - middle
+        return torch.stack([-v, v], dim=1)
+
+    monkeypatch.setattr(class_means, "_SYNTHESIS_PIXELS", 3 * 16 * 16)  # three 16 px images per batch
+    small = class_mean_latents(G, classifier=darker_or_brighter, num_classes=2, samples=20)
+    assert sum(batches) == 20 and max(batches) == 3
+    monkeypatch.setattr(class_means, "_SYNTHESIS_PIXELS", 1 << 21)
+    batches.clear()
+    whole = class_mean_latents(G, classifier=darker_or_brighter, num_classes=2, samples=20)
+    assert batches == [20]
+    assert torch.isfinite(whole).all()
+    torch.testing.assert_close(small, whole)  # the same samples, only batched differently
+    for resolution, images in ((32, 256), (64, 256), (512, 8), (1024, 2)):  # the shipped bound
+        assert class_means._synthesis_chunk(SimpleNamespace(img_resolution=resolution)) == images
 
 
 def test_a_class_input_that_means_something_else_is_not_used():
